@@ -1,0 +1,113 @@
+"""Input checks shared by the public entry points: clear errors that name the parameter and value."""
+import math
+import numbers
+
+import numpy as np
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_positive(name, value, allow_zero=False, allow_inf=False):
+    """A finite real number > 0 (or >= 0); bools are rejected."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {_short(value)}")
+    v = float(value)
+    if math.isnan(v) or (math.isinf(v) and not allow_inf) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return v
+
+
+def check_fraction(name, value, closed_low=True):
+    """A real number in [0, 1) (or (0, 1))."""
+    v = check_positive(name, value, allow_zero=True)
+    if v >= 1 or (v == 0 and not closed_low):
+        raise ValueError(f"{name} must lie in {'[0' if closed_low else '(0'}, 1), got {value!r}")
+    return v
+
+
+def check_int(name, value, minimum=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {_short(value)}")
+    v = int(value)
+    if minimum is not None and v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return v
+
+
+def check_choice(name, value, choices):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {', '.join(choices)}; got {_short(value)}")
+    key = value.strip().lower()
+    if key not in choices:
+        raise ValueError(f"{name}={value!r} is not known; choose one of {', '.join(choices)}")
+    return key
+
+
+def check_dtype(name, value):
+    try:
+        dt = np.dtype(value)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be 'float32' or 'float64', got {_short(value)}") from exc
+    if dt not in (np.float32, np.float64):
+        raise ValueError(f"{name} must be 'float32' or 'float64', got {value!r}")
+    return dt
+
+
+def check_X(X, n_features, backend, dtype, name="X"):
+    """Validate features ``(n_samples, n_features)`` and return them on ``backend`` as ``dtype``.
+
+    Lists, non-contiguous and Fortran-ordered arrays are accepted (copied to C order); float16 and
+    non-numeric data are not.
+    """
+    xp = backend.xp
+    if isinstance(X, (list, tuple)):
+        X = np.asarray(X)
+    if not (isinstance(X, np.ndarray) or backend.is_array(X)):
+        raise TypeError(f"{name} must be an array of shape (n_samples, {n_features}), "
+                        f"got {type(X).__name__}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {tuple(X.shape)}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: shape {tuple(X.shape)}")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features but the model expects {n_features} "
+                         f"(shape {tuple(X.shape)})")
+    kind = X.dtype.kind
+    if kind == "f" and X.dtype.itemsize < 4:
+        raise TypeError(f"{name} has dtype {X.dtype}; use float32 or float64 (float16 loses too much "
+                        f"precision for the inner solvers)")
+    if kind not in "fiub":
+        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
+    out = xp.ascontiguousarray(backend.asarray(X, dtype=dtype))
+    if kind == "f" and not bool(xp.isfinite(out).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return out
+
+
+def check_y(y, n_samples, n_classes, backend, name="y"):
+    """Validate integer labels ``(n_samples,)`` in ``[0, n_classes)``; return int64 on ``backend``."""
+    xp = backend.xp
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if not (isinstance(y, np.ndarray) or backend.is_array(y)):
+        raise TypeError(f"{name} must be an array of integer labels, got {type(y).__name__}")
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D integer labels of shape ({n_samples},), got shape "
+                         f"{tuple(y.shape)} (one-hot targets are not accepted; pass y.argmax(1))")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"X and {name} have different lengths: {n_samples} and {y.shape[0]}")
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind == "f" and bool(xp.all(xp.asarray(y) == xp.round(xp.asarray(y)))):
+            pass  # integral floats are accepted
+        else:
+            raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    y = backend.asarray(y)
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= n_classes:
+        raise ValueError(f"{name} has labels in [{lo}, {hi}] but the model has {n_classes} classes "
+                         f"(labels must lie in [0, {n_classes - 1}])")
+    return y.astype(xp.int64, copy=False)

@@ -1,0 +1,433 @@
+"""Datasets: IDX (MNIST/Fashion-MNIST), CIFAR-10 python pickles, HDF5, and the embedded mnist-5k.
+
+:func:`load_dataset` returns the paper's splits with pixels as floats in [0, 1]:
+
+* ``mnist`` and ``fashion-mnist``: 55,000 train / 5,000 validation from the training file (seeded random
+  split), plus the 10,000 test images;
+* ``cifar10``: 45,000 / 5,000 from ``data_batch_1..5`` (seeded random split), plus ``test_batch``;
+* ``mnist-5k``: the embedded 5,000 real MNIST digits, 4,000 / 1,000, stratified and seeded; no test set;
+* a path ending in ``.h5``/``.hdf5``: arrays ``X_train, y_train`` and optionally ``X_val, y_val,
+  X_test, y_test`` (see :func:`save_h5`).
+
+Files are searched for in this order: ``root``, ``$SIBP_NP_DATA``, ``./data``, the package's own data
+folder, and for Fashion-MNIST also ``/usr/share/datasets/fashion-mnist`` (Debian's
+``dataset-fashion-mnist``). Inside each place a dataset may sit in a sub-folder of its name
+(``mnist/``, ``fashion-mnist/``, ``cifar10/``); an explicit ``root`` may also hold the files directly.
+"""
+import dataclasses
+import gzip
+import hashlib
+import os
+import pickle
+import struct
+import sys
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ._validation import check_dtype, check_int
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-5k")
+ENV_VAR = "SIBP_NP_DATA"
+
+_IDX_TYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
+              0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_CODES = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_TYPES.items()}
+
+_MNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+# Published MD5 checksums of the original .gz files (as used by torchvision).
+_SOURCES = {
+    "mnist": {
+        "mirrors": ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                    "http://yann.lecun.com/exdb/mnist/"),
+        "md5": dict(zip(_MNIST_FILES, ("f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                                       "d53e105ee54ea40749a09fcbcd1e9432",
+                                       "9fb629c4189551a2d022fa330f9573f3",
+                                       "ec29112dd5afa0611ce80d1b7f02629c")))},
+    "fashion-mnist": {
+        "mirrors": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        "md5": dict(zip(_MNIST_FILES, ("8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                                       "25c81989df183df01b3e8a0aad5dffbe",
+                                       "bef4ecab320f06d8554ea6380940ec79",
+                                       "bb300cfdad3c16e7a12a480ee83cd310")))},
+    "cifar10": {
+        "mirrors": ("https://www.cs.toronto.edu/~kriz/",),
+        "md5": {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"}},
+}
+_CIFAR_DIR = "cifar-10-batches-py"
+_CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+_MNIST5K_FILES = ("mnist-5k-images-idx3-ubyte.gz", "mnist-5k-labels-idx1-ubyte.gz")
+_HOW_TO_GET = {
+    "mnist": "download=True (or `sibp-np train --download`) where the network allows, or copy the four "
+             "IDX .gz files from a machine that has them",
+    "fashion-mnist": "`apt-get install dataset-fashion-mnist` (Debian), download=True where the network "
+                     "allows, or copy the four IDX .gz files",
+    "cifar10": "download=True where the network allows, or unpack cifar-10-python.tar.gz there",
+    "mnist-5k": "it ships in the repository's data/ folder; reinstall sibp_np from a full checkout",
+}
+
+
+# ------------------------------------------------------------------------------------ IDX files
+def _open_maybe_gz(path):
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def read_idx(path):
+    """Read an IDX file (the MNIST format), gzip-compressed or raw.
+
+    Returns
+    -------
+    numpy.ndarray with the file's dimensions and element type (native byte order).
+
+    Raises
+    ------
+    ValueError
+        Bad magic number, unknown type code, or a file shorter or longer than its header says.
+    """
+    path = Path(path)
+    try:
+        with _open_maybe_gz(path) as fh:
+            data = fh.read()
+    except (EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise ValueError(f"IDX file {path} is truncated or corrupt ({exc})") from exc
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise ValueError(f"{path} is not an IDX file: bad magic number {data[:4]!r}")
+    code, ndim = data[2], data[3]
+    if code not in _IDX_TYPES:
+        raise ValueError(f"{path}: unknown IDX element type 0x{code:02x}")
+    if ndim < 1 or len(data) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: IDX header is truncated (ndim={ndim}, {len(data)} bytes)")
+    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    dt = _IDX_TYPES[code]
+    expected = int(np.prod(dims)) * dt.itemsize
+    body = data[4 + 4 * ndim:]
+    if len(body) != expected:
+        raise ValueError(f"IDX file {path} is truncated or corrupt: header says {dims} "
+                         f"({expected} bytes of data) but {len(body)} bytes follow")
+    return np.frombuffer(body, dtype=dt).reshape(dims).astype(dt.newbyteorder("="))
+
+
+def write_idx(path, array):
+    """Write ``array`` as an IDX file (gzip-compressed if the name ends in ``.gz``)."""
+    array = np.asarray(array)
+    code = _IDX_CODES.get(array.dtype.newbyteorder("="))
+    if code is None:
+        raise TypeError(f"array dtype {array.dtype} has no IDX type code")
+    header = struct.pack(">BBBB", 0, 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    body = array.astype(_IDX_TYPES[code], copy=False).tobytes()
+    path = Path(path)
+    if path.suffix == ".gz":
+        with gzip.GzipFile(path, "wb", mtime=0) as fh:
+            fh.write(header + body)
+    else:
+        path.write_bytes(header + body)
+
+
+# ------------------------------------------------------------------------------------ CIFAR-10
+def read_cifar10_batch(path):
+    """Read one CIFAR-10 "python version" batch: ``(X uint8 (n, 3072), y int64 (n,))``."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            d = pickle.load(fh, encoding="bytes")
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(d, dict):
+        raise ValueError(f"{path}: a CIFAR-10 batch is a dict, got {type(d).__name__}")
+    d = {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+    missing = [k for k in ("data", "labels") if k not in d]
+    if missing:
+        raise ValueError(f"{path}: CIFAR-10 batch is missing key(s) {missing}; has {sorted(d)}")
+    X = np.asarray(d["data"])
+    y = np.asarray(d["labels"], dtype=np.int64)
+    if X.ndim != 2 or X.shape[1] != 3072 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"{path}: expected data of shape (n, 3072) and n labels, got {X.shape} and "
+                         f"{y.shape}")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise ValueError(f"{path}: labels outside 0..9")
+    return X.astype(np.uint8, copy=False), y
+
+
+def read_cifar10(folder):
+    """Read ``data_batch_1..5`` and ``test_batch`` from ``folder``: ``(X_train, y_train, X_test, y_test)``."""
+    folder = Path(folder)
+    parts = [read_cifar10_batch(folder / f"data_batch_{i}") for i in range(1, 6)]
+    X_test, y_test = read_cifar10_batch(folder / "test_batch")
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            X_test, y_test)
+
+
+# ------------------------------------------------------------------------------------ HDF5
+def save_h5(path, **arrays):
+    """Save arrays (e.g. ``X_train=..., y_train=..., X_val=..., ...``) to an HDF5 file (gzip)."""
+    import h5py
+    with h5py.File(path, "w") as f:
+        for k, v in arrays.items():
+            v = np.asarray(v)
+            f.create_dataset(k, data=v, compression="gzip" if v.size > 1024 else None)
+
+
+def load_h5(path):
+    """All datasets of an HDF5 file as a dict of NumPy arrays."""
+    import h5py
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+    except OSError as exc:
+        raise ValueError(f"{path} is not a readable HDF5 file ({exc})") from exc
+
+
+# ------------------------------------------------------------------------------------ loading
+@dataclasses.dataclass
+class Dataset:
+    """Splits of a dataset; ``X_*`` are float arrays in [0, 1] of shape (n, n_features)."""
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray = None
+    y_test: np.ndarray = None
+    source: str = ""
+
+    @property
+    def n_features(self):
+        return self.X_train.shape[1]
+
+    @property
+    def n_classes(self):
+        return int(max(self.y_train.max(), self.y_val.max() if self.y_val.size else 0)) + 1
+
+    @property
+    def train(self):
+        return self.X_train, self.y_train
+
+    @property
+    def val(self):
+        return self.X_val, self.y_val
+
+    @property
+    def test(self):
+        return self.X_test, self.y_test
+
+    def __repr__(self):
+        n_test = 0 if self.X_test is None else len(self.X_test)
+        return (f"Dataset({self.name!r}: train {self.X_train.shape}, val {self.X_val.shape}, test "
+                f"{n_test}, from {self.source})")
+
+
+def package_data_dirs():
+    """The folders where the package's own data may be: the checkout's data/ and the install's."""
+    here = Path(__file__).resolve().parent
+    return [here.parent / "data", Path(sys.prefix) / "share" / "sibp_np" / "data"]
+
+
+def search_places(name, root=None):
+    """Folders searched for ``name``, in order (existing or not)."""
+    places = []
+    if root is not None:
+        places += [Path(root), Path(root) / name]
+    env = os.environ.get(ENV_VAR)
+    if env:
+        places += [Path(env) / name] + ([Path(env)] if name == "mnist-5k" else [])
+    places += [Path("data") / name] + ([Path("data")] if name == "mnist-5k" else [])
+    if name == "mnist-5k":
+        places += package_data_dirs()
+    if name == "fashion-mnist":
+        places.append(Path("/usr/share/datasets/fashion-mnist"))
+    if name == "cifar10":
+        places = [q for p in places for q in (p, p / _CIFAR_DIR)]
+    out = []
+    for p in places:
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def _files_for(name):
+    return {"mnist": _MNIST_FILES, "fashion-mnist": _MNIST_FILES, "cifar10": _CIFAR_FILES,
+            "mnist-5k": _MNIST5K_FILES}[name]
+
+
+def find_files(name, root=None):
+    """The first searched folder that holds all of ``name``'s files, else FileNotFoundError."""
+    files = _files_for(name)
+    places = search_places(name, root)
+    for p in places:
+        if all(_exists(p / f) for f in files):
+            return p
+    raise FileNotFoundError(
+        f"dataset {name!r} not found: need {', '.join(files)}; searched "
+        f"{', '.join(str(p) for p in places)}. To get it: {_HOW_TO_GET[name]}.")
+
+
+def _exists(path):
+    return path.exists() or (path.suffix == ".gz" and path.with_suffix("").exists())
+
+
+def _idx(folder, fname):
+    p = folder / fname
+    return read_idx(p if p.exists() else p.with_suffix(""))
+
+
+def _split(n, n_val, seed, y=None):
+    """Seeded split of ``range(n)`` into (train, val) index arrays; stratified by ``y`` if given."""
+    rng = np.random.default_rng(seed)
+    if y is None:
+        perm = rng.permutation(n)
+        return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    classes = np.unique(y)
+    val = []
+    for c in classes:
+        idx = np.flatnonzero(y == c)
+        k = int(round(n_val * len(idx) / n))
+        val.append(rng.permutation(idx)[:k])
+    val = np.sort(np.concatenate(val))
+    train = np.setdiff1d(np.arange(n), val)
+    # keep no class order: the embedded file is sorted by label
+    return rng.permutation(train), rng.permutation(val)
+
+
+def load_dataset(name, root=None, download=False, split_seed=0, dtype="float32"):
+    """Load a dataset with the paper's splits.
+
+    Parameters
+    ----------
+    name : {"mnist", "fashion-mnist", "cifar10", "mnist-5k"} or path to an ``.h5`` file
+    root : path, optional
+        Searched first.
+    download : bool
+        Fetch missing MNIST/Fashion-MNIST/CIFAR-10 files from the usual mirrors (with progress and an
+        MD5 check) into ``root`` (or ``$SIBP_NP_DATA``, or ``./data``).
+    split_seed : int
+        Seeds the train/validation split.
+    dtype : {"float32", "float64"}
+
+    Returns
+    -------
+    Dataset
+    """
+    dt = check_dtype("dtype", dtype)
+    split_seed = check_int("split_seed", split_seed, minimum=0)
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(f"name must be a dataset name or a path, got {type(name).__name__}")
+    sname = str(name)
+    if sname.endswith((".h5", ".hdf5")):
+        return _load_h5_dataset(Path(sname), dt)
+    key = sname.strip().lower().replace("_", "-")
+    key = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10",
+           "mnist5k": "mnist-5k"}.get(key, key)
+    if key not in DATASETS:
+        raise ValueError(f"dataset={name!r} is not known; choose one of {', '.join(DATASETS)} or give "
+                         f"a path to an .h5 file")
+    try:
+        folder = find_files(key, root)
+    except FileNotFoundError:
+        if not download or key == "mnist-5k":
+            raise
+        folder = _download(key, root)
+    scale = dt.type(1.0 / 255.0)
+    if key in ("mnist", "fashion-mnist", "mnist-5k"):
+        if key == "mnist-5k":
+            X = _idx(folder, _MNIST5K_FILES[0]).reshape(5000, -1)
+            y = _idx(folder, _MNIST5K_FILES[1]).astype(np.int64)
+            tr, va = _split(len(y), 1000, split_seed, y=y)
+            Xt = yt = None
+        else:
+            X = _idx(folder, _MNIST_FILES[0]).reshape(-1, 784)
+            y = _idx(folder, _MNIST_FILES[1]).astype(np.int64)
+            Xt = _idx(folder, _MNIST_FILES[2]).reshape(-1, 784)
+            yt = _idx(folder, _MNIST_FILES[3]).astype(np.int64)
+            if len(X) != len(y) or len(Xt) != len(yt):
+                raise ValueError(f"{folder}: images and labels differ in number")
+            tr, va = _split(len(y), 5000 if len(y) > 10000 else len(y) // 12, split_seed)
+    else:
+        X, y, Xt, yt = read_cifar10(folder)
+        tr, va = _split(len(y), 5000 if len(y) > 10000 else len(y) // 10, split_seed)
+    conv = lambda A: None if A is None else A.astype(dt) * scale
+    return Dataset(key, conv(X[tr]), y[tr], conv(X[va]), y[va], conv(Xt), yt, str(folder))
+
+
+def _load_h5_dataset(path, dt):
+    if not path.exists():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    d = load_h5(path)
+    missing = [k for k in ("X_train", "y_train") if k not in d]
+    if missing:
+        raise ValueError(f"{path}: missing dataset(s) {missing}; has {sorted(d)}")
+    get = lambda k: d.get(k)
+    Xv, yv = get("X_val"), get("y_val")
+    if Xv is None:
+        Xv, yv = d["X_train"][:0], d["y_train"][:0]
+    conv = lambda A: None if A is None else np.asarray(A, dtype=dt).reshape(len(A), -1)
+    lab = lambda a: None if a is None else np.asarray(a).astype(np.int64)
+    return Dataset(path.stem, conv(d["X_train"]), lab(d["y_train"]), conv(Xv), lab(yv),
+                   conv(get("X_test")), lab(get("y_test")), str(path))
+
+
+# ------------------------------------------------------------------------------------ download
+def _urlopen(url, timeout=30):
+    return urllib.request.urlopen(url, timeout=timeout)
+
+
+def _download(key, root):
+    dest_root = Path(root) if root is not None else Path(os.environ.get(ENV_VAR) or "data")
+    dest = dest_root / key
+    dest.mkdir(parents=True, exist_ok=True)
+    src = _SOURCES[key]
+    for fname, md5 in src["md5"].items():
+        target = dest / fname
+        if target.exists() and _md5(target) == md5:
+            continue
+        errors = []
+        for mirror in src["mirrors"]:
+            try:
+                _fetch(mirror + fname, target, md5)
+                break
+            except Exception as exc:  # network errors, HTTP errors, checksum mismatch
+                errors.append(f"{mirror + fname}: {exc}")
+        else:
+            raise RuntimeError(
+                f"could not download {fname} for dataset {key!r} ({'; '.join(errors)}). If this machine "
+                f"is offline, place the files in {dest} by hand. Other way to get it: {_HOW_TO_GET[key]}.")
+    if key == "cifar10":
+        with tarfile.open(dest / "cifar-10-python.tar.gz") as tf:
+            tf.extractall(dest, filter="data")
+    return find_files(key, root if root is not None else dest_root)
+
+
+def _fetch(url, target, md5):
+    tmp = target.with_name(target.name + ".part")
+    h = hashlib.md5()
+    with _urlopen(url) as r, open(tmp, "wb") as out:
+        total = int(r.headers.get("Content-Length") or 0)
+        got = 0
+        while True:
+            block = r.read(1 << 20)
+            if not block:
+                break
+            out.write(block)
+            h.update(block)
+            got += len(block)
+            if total:
+                sys.stderr.write(f"\r{target.name}: {got / total:6.1%} of {total / 1e6:.1f} MB")
+        sys.stderr.write("\n")
+    if h.hexdigest() != md5:
+        tmp.unlink()
+        raise ValueError(f"checksum mismatch (md5 {h.hexdigest()}, expected {md5})")
+    os.replace(tmp, target)
+
+
+def _md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,224 @@
+"""Activations and losses, written against the array module ``xp`` of the arrays they receive.
+
+Notation (paper, eq. 1): ``G_{i+1} = F_i W_i^T + b_i`` (pre-activation, rows are samples) and
+``F_{i+1} = sigma(G_{i+1})``; the last layer is linear, ``F_N = G_N``.
+"""
+import numpy as np
+
+from ._validation import check_choice
+
+
+class Activation:
+    """An elementwise activation ``sigma`` and what the inner solver needs of it.
+
+    Subclasses define :meth:`forward` and :meth:`deriv`; the three solver hooks below have generic
+    definitions in terms of those two, and ReLU overrides them with the backend's fused ops.
+    """
+
+    name = "base"
+
+    def forward(self, G):
+        raise NotImplementedError
+
+    def deriv(self, G):
+        """``sigma'(G)``, same shape as G."""
+        raise NotImplementedError
+
+    def backprop(self, G, delta):
+        """``sigma'(G) * delta``: the error through this activation (eqs. 4, 5 and 9)."""
+        return self.deriv(G) * delta
+
+    # --- hooks used by the nonlinear-CG solver of the SIBP subproblem (7) ---------------------
+    def residual(self, backend, Z, T):
+        """``sigma'(Z) * (sigma(Z) - T)``: half the gradient of ``||sigma(Z) - T||^2`` w.r.t. Z."""
+        return self.deriv(Z) * (self.forward(Z) - T)
+
+    def residual_sqnorm(self, backend, Z, P, T, alpha, work=None):
+        """``||sigma(Z + alpha P) - T||_F^2`` as a float (one line-search trial)."""
+        xp = backend.xp
+        R = self.forward(Z + Z.dtype.type(alpha) * P) - T
+        return float(xp.vdot(R.ravel(), R.ravel()))
+
+    def curvature(self, backend, Z, P):
+        """``||sigma'(Z) * P||_F^2``: the Gauss-Newton curvature of the data term along P."""
+        xp = backend.xp
+        S = self.deriv(Z) * P
+        return float(xp.vdot(S.ravel(), S.ravel()))
+
+
+class Identity(Activation):
+    name = "identity"
+
+    def forward(self, G):
+        return G
+
+    def deriv(self, G):
+        return _xp(G).ones_like(G)
+
+    def backprop(self, G, delta):
+        return delta
+
+    def residual(self, backend, Z, T):
+        return Z - T
+
+    def curvature(self, backend, Z, P):
+        P = backend.xp.broadcast_to(P, Z.shape)
+        return float((P * P).sum())
+
+
+class ReLU(Activation):
+    name = "relu"
+
+    def forward(self, G):
+        xp = _xp(G)
+        return xp.maximum(G, 0)
+
+    def deriv(self, G):
+        return (G > 0).astype(G.dtype)
+
+    def backprop(self, G, delta):
+        return delta * (G > 0)
+
+    def residual(self, backend, Z, T):
+        return backend.masked_residual(Z, T)
+
+    def residual_sqnorm(self, backend, Z, P, T, alpha, work=None):
+        return backend.masked_residual_sqnorm(Z, P, T, alpha, work=work)
+
+    def curvature(self, backend, Z, P):
+        return backend.masked_sqnorm(Z, P)
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+
+    def forward(self, G):
+        xp = _xp(G)
+        # 0.5 * (1 + tanh(G/2)) is the overflow-free logistic function
+        return G.dtype.type(0.5) * (xp.tanh(G.dtype.type(0.5) * G) + 1)
+
+    def deriv(self, G):
+        s = self.forward(G)
+        return s * (1 - s)
+
+
+class Tanh(Activation):
+    name = "tanh"
+
+    def forward(self, G):
+        return _xp(G).tanh(G)
+
+    def deriv(self, G):
+        t = _xp(G).tanh(G)
+        return 1 - t * t
+
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "identity": Identity}
+
+
+def get_activation(name):
+    """Activation instance by name (``relu``, ``sigmoid``, ``tanh``, ``identity``)."""
+    if isinstance(name, Activation):
+        return name
+    return ACTIVATIONS[check_choice("activation", name, tuple(ACTIVATIONS))]()
+
+
+def _xp(a):
+    mod = type(a).__module__.split(".")[0]
+    if mod == "cupy":
+        import cupy
+        return cupy
+    return np
+
+
+# ---------------------------------------------------------------------------------------- losses
+def one_hot(y, n_classes, dtype, xp=np):
+    """``Y``: one-hot targets, shape (n_samples, n_classes)."""
+    Y = xp.zeros((y.shape[0], n_classes), dtype=dtype)
+    Y[xp.arange(y.shape[0]), y] = 1
+    return Y
+
+
+def log_softmax(F):
+    """Row-wise ``log softmax(F)``, stable for logits of any finite magnitude."""
+    xp = _xp(F)
+    m = F.max(axis=1, keepdims=True)
+    S = F - m
+    return S - xp.log(xp.exp(S).sum(axis=1, keepdims=True))
+
+
+def softmax(F):
+    xp = _xp(F)
+    S = F - F.max(axis=1, keepdims=True)
+    E = xp.exp(S)
+    return E / E.sum(axis=1, keepdims=True)
+
+
+class Loss:
+    """A loss ``L(F_N, Y)`` with two gradients.
+
+    * :meth:`sample_grad` is the per-sample error ``delta_N`` without a ``1/B`` factor (SIBP's eq. 6,
+      as in the authors' code): ``softmax(F_N) - Y`` for cross-entropy, ``F_N - Y`` for squared error.
+    * the batch-mean gradient used by SGD/Adam/RMSprop/ProxBP is ``sample_grad / B``.
+    """
+
+    name = "base"
+
+    def value(self, F, y):
+        """Mean loss over the rows of ``F`` (float)."""
+        raise NotImplementedError
+
+    def sample_grad(self, F, y):
+        """Per-sample gradient ``dL_n/dF_n``, shape (n_samples, n_classes)."""
+        raise NotImplementedError
+
+    def mean_grad(self, F, y):
+        """Gradient of the batch-mean loss: ``sample_grad / B``."""
+        return self.sample_grad(F, y) / F.dtype.type(F.shape[0])
+
+
+class SoftmaxCrossEntropy(Loss):
+    """``L = -(1/B) sum_n log softmax(F_n)[y_n]``."""
+
+    name = "cross_entropy"
+
+    def value(self, F, y):
+        xp = _xp(F)
+        return float(-log_softmax(F)[xp.arange(F.shape[0]), y].mean())
+
+    def sum_value(self, F, y):
+        xp = _xp(F)
+        return float(-log_softmax(F)[xp.arange(F.shape[0]), y].sum())
+
+    def sample_grad(self, F, y):
+        xp = _xp(F)
+        G = softmax(F)
+        G[xp.arange(F.shape[0]), y] -= 1
+        return G
+
+
+class SquaredError(Loss):
+    """``L = (1/B) sum_n 1/2 ||F_n - Y_n||^2`` on one-hot targets."""
+
+    name = "squared_error"
+
+    def value(self, F, y):
+        return self.sum_value(F, y) / F.shape[0]
+
+    def sum_value(self, F, y):
+        xp = _xp(F)
+        R = F - one_hot(y, F.shape[1], F.dtype, xp)
+        return 0.5 * float(xp.vdot(R.ravel(), R.ravel()))
+
+    def sample_grad(self, F, y):
+        xp = _xp(F)
+        return F - one_hot(y, F.shape[1], F.dtype, xp)
+
+
+LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "squared_error": SquaredError}
+
+
+def get_loss(name):
+    if isinstance(name, Loss):
+        return name
+    return LOSSES[check_choice("loss", name, tuple(LOSSES))]()

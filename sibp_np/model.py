@@ -1,0 +1,298 @@
+"""The fully connected network of the paper (eq. 1) and plain back propagation (eqs. 4-5)."""
+import numpy as np
+
+from ._validation import check_choice, check_dtype, check_int, check_positive, check_X, check_y
+from .backend import get_backend
+from .functions import get_activation, get_loss, softmax
+
+INITS = ("normal", "he", "xavier")
+
+
+class MLP:
+    """Fully connected network ``G_{i+1} = F_i W_i^T + b_i``, ``F_{i+1} = sigma(G_{i+1})`` (eq. 1).
+
+    The last layer is linear (``F_N = G_N``), as in the paper.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``(n_features, hidden..., n_classes)``, e.g. ``(784, 500, 10)``; at least two entries.
+    activation : {"relu", "sigmoid", "tanh"}
+        ``sigma`` of the hidden layers.
+    init_std : float
+        Standard deviation of the paper's ``N(0, init_std^2)`` init of weights *and* biases.
+    init : {"normal", "he", "xavier"}
+        ``normal``: the paper's N(0, init_std^2). ``he``: N(0, 2/n_in) weights, zero biases.
+        ``xavier``: N(0, 2/(n_in + n_out)) weights, zero biases.
+    seed : int or numpy.random.Generator, optional
+        Seeds the host-side generator that draws the initial parameters, so the same seed gives the same
+        network on every backend.
+    dtype : {"float32", "float64"}
+    backend : str or Backend, optional
+        Where the parameters live; default from :func:`sibp_np.get_backend`.
+    loss : {"cross_entropy", "squared_error"}
+
+    Attributes
+    ----------
+    weights : list of arrays
+        ``weights[i]`` is ``W_i`` with shape ``(n_out, n_in)`` = ``(layer_sizes[i+1], layer_sizes[i])``.
+    biases : list of arrays
+        ``biases[i]`` is ``b_i`` with shape ``(n_out,)``.
+    """
+
+    def __init__(self, layer_sizes, activation="relu", init_std=0.01, seed=None, dtype="float32",
+                 backend=None, init="normal", loss="cross_entropy"):
+        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+            raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
+        sizes = tuple(check_int(f"layer_sizes[{i}]", s) for i, s in enumerate(layer_sizes))
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least 2 entries (inputs, outputs), got {layer_sizes!r}")
+        for i, s in enumerate(sizes):
+            if s < 1:
+                raise ValueError(f"layer_sizes[{i}] must be a positive width, got {s} in {layer_sizes!r}")
+        self.layer_sizes = sizes
+        self.activation = get_activation(activation)
+        if self.activation.name == "identity":
+            raise ValueError("activation='identity' makes the network linear; use relu, sigmoid or tanh")
+        self.output_activation = get_activation("identity")
+        self.loss = get_loss(loss)
+        self.dtype = check_dtype("dtype", dtype)
+        self.init = check_choice("init", init, INITS)
+        self.init_std = check_positive("init_std", init_std)
+        self.backend = get_backend(backend)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self._W, self._b = [], []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            if self.init == "normal":
+                W = rng.normal(0.0, self.init_std, size=(n_out, n_in))
+                b = rng.normal(0.0, self.init_std, size=n_out)
+            else:
+                var = 2.0 / n_in if self.init == "he" else 2.0 / (n_in + n_out)
+                W = rng.normal(0.0, np.sqrt(var), size=(n_out, n_in))
+                b = np.zeros(n_out)
+            self._W.append(self.backend.asarray(W, dtype=self.dtype))
+            self._b.append(self.backend.asarray(b, dtype=self.dtype))
+        self.weights = _ParamList(self, self._W, "weights", lambda i: (sizes[i + 1], sizes[i]))
+        self.biases = _ParamList(self, self._b, "biases", lambda i: (sizes[i + 1],))
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def n_layers(self):
+        """Number of weight layers ``N - 1``."""
+        return len(self.layer_sizes) - 1
+
+    @property
+    def n_features(self):
+        return self.layer_sizes[0]
+
+    @property
+    def n_classes(self):
+        return self.layer_sizes[-1]
+
+    @property
+    def xp(self):
+        return self.backend.xp
+
+    def params(self):
+        """``[W_1, b_1, W_2, b_2, ...]``: the arrays that the update rules change in place."""
+        out = []
+        for W, b in zip(self._W, self._b):
+            out += [W, b]
+        return out
+
+    def n_params(self):
+        return sum(int(p.size) for p in self.params())
+
+    def activation_of(self, i):
+        """``sigma`` after layer ``i`` (0-based): the hidden activation, or identity for the last."""
+        return self.output_activation if i == self.n_layers - 1 else self.activation
+
+    def params_finite(self):
+        xp = self.xp
+        return all(bool(xp.isfinite(p).all()) for p in self.params())
+
+    def __repr__(self):
+        return (f"MLP({list(self.layer_sizes)}, activation={self.activation.name!r}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend.name!r})")
+
+    # ------------------------------------------------------------------ input checks
+    def check_X(self, X, name="X"):
+        return check_X(X, self.n_features, self.backend, self.dtype, name=name)
+
+    def check_Xy(self, X, y):
+        X = self.check_X(X)
+        return X, check_y(y, X.shape[0], self.n_classes, self.backend)
+
+    # ------------------------------------------------------------------ forward / backward
+    def forward_cache(self, X):
+        """Forward pass (eq. 1) keeping every layer.
+
+        Parameters
+        ----------
+        X : array, shape (n_samples, n_features), already on the backend and of the model's dtype.
+
+        Returns
+        -------
+        G : list of arrays
+            ``G[i+1]`` has shape ``(n_samples, layer_sizes[i+1])``; ``G[0]`` is None.
+        F : list of arrays
+            ``F[0] = X`` and ``F[i+1] = sigma(G[i+1])``; ``F[-1] = G[-1]`` are the logits.
+        """
+        G, F = [None], [X]
+        for i, (W, b) in enumerate(zip(self._W, self._b)):
+            Gi = F[-1] @ W.T
+            Gi += b
+            G.append(Gi)
+            F.append(self.activation_of(i).forward(Gi))
+        return G, F
+
+    def backward(self, G, F, delta_N):
+        """Back propagation, eqs. (4)-(5).
+
+        Parameters
+        ----------
+        G, F : lists from :meth:`forward_cache`.
+        delta_N : array, shape (n_samples, n_classes)
+            ``dJ/dF_N``.
+
+        Returns
+        -------
+        grads : list of arrays
+            ``[dJ/dW_1, dJ/db_1, ...]`` in the order of :meth:`params`, where
+            ``dJ/dW_i = (sigma'(G_{i+1}) * delta_{i+1})^T F_i`` (eq. 5) and
+            ``delta_i = (sigma'(G_{i+1}) * delta_{i+1}) W_i`` (eq. 4).
+        """
+        grads = [None] * (2 * self.n_layers)
+        delta = delta_N
+        for i in range(self.n_layers - 1, -1, -1):
+            dG = self.activation_of(i).backprop(G[i + 1], delta)
+            grads[2 * i] = dG.T @ F[i]
+            grads[2 * i + 1] = dG.sum(axis=0)
+            if i > 0:
+                delta = dG @ self._W[i]
+        return grads
+
+    def loss_and_grads(self, X, y):
+        """Batch-mean loss and its gradients (for the explicit methods). X, y already checked."""
+        G, F = self.forward_cache(X)
+        loss = self.loss.value(F[-1], y)
+        return loss, self.backward(G, F, self.loss.mean_grad(F[-1], y))
+
+    def forward(self, X):
+        """Logits ``F_N``, shape (n_samples, n_classes), on the model's backend."""
+        X = self.check_X(X)
+        return self._forward_chunks(X, lambda F: F)
+
+    def _forward_chunks(self, X, fn, chunk=4096):
+        xp = self.xp
+        parts = []
+        for s in range(0, X.shape[0], chunk):
+            A = X[s:s + chunk]
+            for i, (W, b) in enumerate(zip(self._W, self._b)):
+                A = A @ W.T
+                A += b
+                A = self.activation_of(i).forward(A)
+            parts.append(fn(A))
+        return xp.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def predict_proba(self, X):
+        """Class probabilities ``softmax(F_N)``, shape (n_samples, n_classes), as a NumPy array."""
+        X = self.check_X(X)
+        P = self.backend.to_host(self._forward_chunks(X, softmax))
+        _warn_nonfinite(P, "predict_proba")
+        return P
+
+    def predict(self, X):
+        """Predicted labels, shape (n_samples,), as a NumPy int64 array."""
+        X = self.check_X(X)
+        logits = self._forward_chunks(X, lambda F: F)
+        if not bool(self.xp.isfinite(logits).all()):
+            _warn_nonfinite(np.array([np.nan]), "predict")
+        return self.backend.to_host(logits.argmax(axis=1)).astype(np.int64)
+
+    def evaluate(self, X, y, chunk=4096):
+        """Mean loss and accuracy on ``(X, y)``, computed ``chunk`` rows at a time.
+
+        Returns
+        -------
+        loss, accuracy : float, float
+        """
+        X, y = self.check_Xy(X, y)
+        return self._evaluate(X, y, chunk)
+
+    def _evaluate(self, X, y, chunk=4096):
+        xp = self.xp
+        total_loss, correct = 0.0, 0
+        for s in range(0, X.shape[0], chunk):
+            A, ys = X[s:s + chunk], y[s:s + chunk]
+            for i, (W, b) in enumerate(zip(self._W, self._b)):
+                A = A @ W.T
+                A += b
+                A = self.activation_of(i).forward(A)
+            total_loss += self.loss.value(A, ys) * A.shape[0]
+            correct += int((A.argmax(axis=1) == ys).sum())
+        loss = total_loss / X.shape[0]
+        if not np.isfinite(loss):
+            _warn_nonfinite(np.array([loss]), "evaluate")
+        return loss, correct / X.shape[0]
+
+    # ------------------------------------------------------------------ state
+    def get_params(self):
+        """Host copies ``{"W0": ..., "b0": ..., ...}`` of every parameter."""
+        out = {}
+        for i, (W, b) in enumerate(zip(self._W, self._b)):
+            out[f"W{i}"] = self.backend.to_host(W).copy()
+            out[f"b{i}"] = self.backend.to_host(b).copy()
+        return out
+
+    def set_params(self, params):
+        for i in range(self.n_layers):
+            self.weights[i] = params[f"W{i}"]
+            self.biases[i] = params[f"b{i}"]
+
+    def copy(self):
+        """An independent copy on the same backend."""
+        new = object.__new__(MLP)
+        new.__dict__.update(self.__dict__)
+        new._W = [W.copy() for W in self._W]
+        new._b = [b.copy() for b in self._b]
+        sizes = self.layer_sizes
+        new.weights = _ParamList(new, new._W, "weights", lambda i: (sizes[i + 1], sizes[i]))
+        new.biases = _ParamList(new, new._b, "biases", lambda i: (sizes[i + 1],))
+        return new
+
+
+class _ParamList:
+    """List-like view of weights or biases whose assignment checks shape and converts dtype/device."""
+
+    def __init__(self, model, store, name, shape_of):
+        self._model, self._store, self._name, self._shape_of = model, store, name, shape_of
+
+    def __len__(self):
+        return len(self._store)
+
+    def __getitem__(self, i):
+        return self._store[i]
+
+    def __iter__(self):
+        return iter(self._store)
+
+    def __setitem__(self, i, value):
+        if not -len(self._store) <= i < len(self._store):
+            raise IndexError(f"{self._name}[{i}]: the model has {len(self._store)} layers")
+        i %= len(self._store)
+        shape = self._shape_of(i)
+        arr = self._model.backend.asarray(value, dtype=self._model.dtype)
+        if tuple(arr.shape) != shape:
+            raise ValueError(f"{self._name}[{i}] must have shape {shape}, got {tuple(arr.shape)}")
+        self._store[i] = self._model.xp.array(arr, copy=True, order="C")
+
+    def __repr__(self):
+        return f"[{', '.join(f'array{tuple(a.shape)}' for a in self._store)}]"
+
+
+def _warn_nonfinite(arr, where):
+    if not np.isfinite(np.asarray(arr)).all():
+        import warnings
+        warnings.warn(f"{where}: the model's output is not finite (diverged parameters?)",
+                      RuntimeWarning, stacklevel=3)

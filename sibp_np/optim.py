@@ -1,0 +1,178 @@
+"""Explicit update rules: SGD (plain BP, eq. 3), Adam and RMSprop.
+
+Each follows exactly the update of ``torch.optim``'s class of the same name (defaults, bias correction,
+where ``eps`` goes, the form of Nesterov momentum), so that runs can be compared with PyTorch runs. The
+equations are written out in each class's Notes; ``g`` is the gradient of the **batch-mean** loss.
+
+The rules never see the model: :meth:`Optimizer.update` takes a list of parameter arrays and a list of
+gradients (or pseudo-gradients, as ProxBP passes them) and changes the parameters in place.
+"""
+import math
+
+from ._validation import check_fraction, check_positive
+from .methods import Method, register
+
+
+class Optimizer(Method):
+    """An explicit method: ``step`` = batch-mean loss, back propagation, :meth:`update`."""
+
+    def step(self, model, X, y):
+        X, y = model.check_Xy(X, y)
+        loss, grads = model.loss_and_grads(X, y)
+        self.update(model.params(), grads)
+        return loss
+
+    def update(self, params, grads):
+        """Apply one update to ``params`` (in place) from ``grads``; same order and shapes."""
+        self.state["t"] = self.state.get("t", 0) + 1
+        for k, (p, g) in enumerate(zip(params, grads)):
+            self._update_one(k, p, g)
+
+    def _buffer(self, name, k, like):
+        key = f"{name}{k}"
+        if key not in self.state:
+            self.state[key] = _xp(like).zeros_like(like)
+        return self.state[key]
+
+    def _update_one(self, k, p, g):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _xp(a):
+    from .functions import _xp as xp_of
+    return xp_of(a)
+
+
+@register("sgd")
+class SGD(Optimizer):
+    """Stochastic gradient descent, as ``torch.optim.SGD``.
+
+    Notes
+    -----
+    With ``g = grad + weight_decay * p``::
+
+        if momentum == 0:  p <- p - lr * g
+        else:
+            buf <- g                                   (first step)
+            buf <- momentum * buf + (1 - dampening) * g (later steps)
+            d = g + momentum * buf  if nesterov else buf
+            p <- p - lr * d
+
+    With ``momentum = 0`` this is plain BP, eq. (3) of the paper.
+    """
+
+    def __init__(self, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
+        super().__init__()
+        self.lr = check_positive("lr", lr)
+        self.momentum = check_positive("momentum", momentum, allow_zero=True)
+        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self.dampening = check_positive("dampening", dampening, allow_zero=True)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+        if nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0, got momentum="
+                             f"{momentum!r}, dampening={dampening!r}")
+        self.nesterov = nesterov
+        self._hyper = dict(lr=self.lr, momentum=self.momentum, nesterov=nesterov,
+                           weight_decay=self.weight_decay, dampening=self.dampening)
+
+    def _update_one(self, k, p, g):
+        dt = p.dtype.type
+        if self.weight_decay:
+            g = g + dt(self.weight_decay) * p
+        if self.momentum:
+            first = f"buf{k}" not in self.state
+            buf = self._buffer("buf", k, p)
+            if first:
+                buf[...] = g
+            else:
+                buf *= dt(self.momentum)
+                buf += dt(1 - self.dampening) * g
+            g = g + dt(self.momentum) * buf if self.nesterov else buf
+        p -= dt(self.lr) * g
+
+
+@register("adam")
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), as ``torch.optim.Adam`` (``amsgrad=False``).
+
+    Notes
+    -----
+    At step ``t = 1, 2, ...`` with ``g = grad + weight_decay * p`` (L2, not AdamW)::
+
+        m <- beta1 * m + (1 - beta1) * g
+        v <- beta2 * v + (1 - beta2) * g^2
+        p <- p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    ``eps`` is added *after* the bias-corrected square root, as in PyTorch.
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__()
+        self.lr = check_positive("lr", lr)
+        if not hasattr(betas, "__len__") or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (check_fraction("betas[0]", betas[0]), check_fraction("betas[1]", betas[1]))
+        self.eps = check_positive("eps", eps)
+        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self._hyper = dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
+
+    def _update_one(self, k, p, g):
+        dt = p.dtype.type
+        xp = _xp(p)
+        b1, b2 = self.betas
+        t = self.state["t"]
+        if self.weight_decay:
+            g = g + dt(self.weight_decay) * p
+        m = self._buffer("m", k, p)
+        v = self._buffer("v", k, p)
+        m *= dt(b1)
+        m += dt(1 - b1) * g
+        v *= dt(b2)
+        v += dt(1 - b2) * (g * g)
+        denom = xp.sqrt(v)
+        denom /= dt(math.sqrt(1 - b2 ** t))
+        denom += dt(self.eps)
+        p -= dt(self.lr / (1 - b1 ** t)) * (m / denom)
+
+
+@register("rmsprop")
+class RMSprop(Optimizer):
+    """RMSprop, as ``torch.optim.RMSprop`` (``centered=False``).
+
+    Notes
+    -----
+    With ``g = grad + weight_decay * p``::
+
+        v <- alpha * v + (1 - alpha) * g^2
+        if momentum > 0:  buf <- momentum * buf + g / (sqrt(v) + eps);  p <- p - lr * buf
+        else:             p <- p - lr * g / (sqrt(v) + eps)
+    """
+
+    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
+        super().__init__()
+        self.lr = check_positive("lr", lr)
+        self.alpha = check_fraction("alpha", alpha)
+        self.eps = check_positive("eps", eps)
+        self.momentum = check_positive("momentum", momentum, allow_zero=True)
+        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
+        self._hyper = dict(lr=self.lr, alpha=self.alpha, eps=self.eps, momentum=self.momentum,
+                           weight_decay=self.weight_decay)
+
+    def _update_one(self, k, p, g):
+        dt = p.dtype.type
+        xp = _xp(p)
+        if self.weight_decay:
+            g = g + dt(self.weight_decay) * p
+        v = self._buffer("v", k, p)
+        v *= dt(self.alpha)
+        v += dt(1 - self.alpha) * (g * g)
+        avg = xp.sqrt(v)
+        avg += dt(self.eps)
+        if self.momentum:
+            buf = self._buffer("buf", k, p)
+            buf *= dt(self.momentum)
+            buf += g / avg
+            p -= dt(self.lr) * buf
+        else:
+            p -= dt(self.lr) * (g / avg)
