@@ -1,0 +1,152 @@
+"""Nonlinear conjugate gradients with Armijo backtracking, warm-started and bounded.
+
+The solver works on a *problem* object, so that the problem can keep whatever makes a line-search trial
+cheap. A problem has an iterate ``x`` and these methods:
+
+``objective()``
+    the objective at ``x`` (float);
+``gradient()``
+    the gradient at ``x`` (array of x's shape);
+``prepare(D)``
+    precompute what the trials along direction ``D`` need (for SIBP: ``P = F D^T``, the only matrix
+    product per direction);
+``phi(alpha)``
+    the objective at ``x + alpha D`` (no matrix product);
+``initial_step(dphi0)``
+    a first trial step (the Gauss-Newton minimiser along ``D``);
+``move(alpha)``
+    ``x <- x + alpha D``, updating the cached quantities;
+``dot(a, b)``, ``neg(a)`` and ``lincomb(a, s, b)``
+    the inner product of two gradient-shaped vectors, ``-a`` and ``a + s * b``. :class:`EuclideanVectors`
+    gives the plain array versions; a problem may store its vectors in another representation (SIBP's
+    dual form keeps coefficient matrices) as long as these two agree with it.
+"""
+import dataclasses
+import math
+
+from .linesearch import armijo_backtracking
+
+VARIANTS = ("fr", "pr+")
+
+
+@dataclasses.dataclass
+class NCGResult:
+    """Outcome of :func:`ncg`.
+
+    Attributes
+    ----------
+    x : array
+        The final iterate (the problem's own array, updated in place).
+    f0, f : float
+        Objective before and after.
+    iterations : int
+        Accepted NCG steps.
+    trials : int
+        Line-search evaluations of ``phi`` in all.
+    rejected : int
+        Line searches that found no Armijo step.
+    restarts : int
+        Times the direction was reset to steepest descent (non-descent direction or failed search).
+    success : bool
+    message : str
+    """
+
+    x: object
+    f0: float
+    f: float
+    iterations: int = 0
+    trials: int = 0
+    rejected: int = 0
+    restarts: int = 0
+    success: bool = True
+    message: str = ""
+
+
+class EuclideanVectors:
+    """Vector operations for problems whose gradients and directions are plain arrays."""
+
+    def dot(self, a, b):
+        return float(self.xp.vdot(a.ravel(), b.ravel()))
+
+    def neg(self, a):
+        return -a
+
+    def lincomb(self, a, s, b):
+        return a + b.dtype.type(s) * b
+
+
+def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, ftol=0.0):
+    """Minimise ``problem`` by at most ``max_iter`` nonlinear-CG iterations from its current ``x``.
+
+    Directions: ``D_0 = -g_0``, ``D_{k+1} = -g_{k+1} + beta_k D_k`` with Fletcher-Reeves
+    ``beta = ||g_{k+1}||^2 / ||g_k||^2`` (``variant="fr"``, the authors' choice) or Polak-Ribiere+
+    ``beta = max(0, g_{k+1}.(g_{k+1} - g_k) / ||g_k||^2)`` (``"pr+"``). A direction that is not a
+    descent direction (``g.D >= 0``) is replaced by ``-g``; a failed line search along a CG direction
+    is retried along ``-g``; a failed search along ``-g`` ends the solve. Every Armijo-accepted step is
+    applied, so the objective never increases.
+
+    The solve also ends (successfully) when the decrease predicted along ``D``,
+    ``-alpha0 * phi'(0) / 2``, is at most ``ftol * |f|``: below the rounding level of the objective
+    (SIBP sets ``ftol`` from the dtype's machine epsilon), further trials would only compare noise.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r} is not known; choose one of {', '.join(VARIANTS)}")
+    f0 = f = problem.objective()
+    res = NCGResult(problem.x, f0, f0)
+    if not math.isfinite(f0):
+        res.success, res.message = False, "objective is not finite at the start"
+        return res
+    g = problem.gradient()
+    gg = problem.dot(g, g)
+    if gg == 0.0:
+        res.message = "gradient is zero at the start"
+        return res
+    minus_g = lambda: problem.neg(g)
+    D = minus_g()
+    steepest = True
+    k = 0
+    while k < max_iter:
+        dphi0 = problem.dot(g, D)
+        if not dphi0 < 0:
+            D, dphi0, steepest = minus_g(), -gg, True
+            res.restarts += 1
+        problem.prepare(D)
+        alpha0 = problem.initial_step(dphi0)
+        if -0.5 * alpha0 * dphi0 <= ftol * abs(f):
+            res.message = "converged: predicted decrease below the objective's rounding level"
+            break
+        ls = armijo_backtracking(problem.phi, f, dphi0, alpha0, c1=c1, shrink=shrink,
+                                 max_trials=max_trials)
+        res.trials += ls.trials
+        k += 1
+        if not ls.accepted:
+            res.rejected += 1
+            if steepest:
+                res.success = False
+                res.message = "no Armijo step along steepest descent"
+                break
+            D, steepest = minus_g(), True
+            res.restarts += 1
+            continue
+        problem.move(ls.alpha)
+        f = ls.phi
+        res.iterations += 1
+        if k == max_iter:
+            break  # the next gradient would only serve a step we will not take
+        g_new = problem.gradient()
+        gg_new = problem.dot(g_new, g_new)
+        if gg_new == 0.0:
+            res.message = "gradient is zero"
+            break
+        if variant == "fr":
+            beta = gg_new / gg
+        else:
+            beta = max(0.0, (gg_new - problem.dot(g_new, g)) / gg)
+        D = problem.lincomb(problem.neg(g_new), beta, D)
+        g, gg, steepest = g_new, gg_new, False
+    res.f = f
+    if hasattr(problem, "finish"):
+        problem.finish()
+    if res.success and not res.message:
+        res.message = f"{res.iterations} iterations"
+    return res

@@ -1,0 +1,373 @@
+"""Semi-Implicit Back Propagation (Liu & Zhang), Algorithm 1.
+
+One step on a minibatch ``(X, Y)``:
+
+1. forward pass (eq. 1), keeping ``G_i`` and ``F_i``;
+2. output target (eq. 6), per sample: ``T_N = F_N - eta * delta_N`` with ``delta_N = softmax(F_N) - Y``
+   (``F_N - Y`` for squared error), *without* a 1/B factor, so ``eta`` is a step on each sample's logits;
+3. for i = N-1 down to 1 (code index ``i-1``):
+
+   * ``W_i`` solves (7): ``min_W ||sigma(F_i W^T + b_i) - T_{i+1}||_F^2 + (lam/2) ||W - W_i^k||_F^2``,
+   * then ``b_i`` solves (7) with the new ``W_i``,
+   * if i > 1, the error goes down with the **new** weights and the forward-pass derivative (eq. 9):
+     ``delta_i = (sigma'(G_{i+1}) * delta_{i+1}) W_i^{k+1}`` and ``T_i = F_i - eta * delta_i``.
+
+The subproblems are solved by a few nonlinear-CG iterations warm-started at the current values
+(:func:`sibp_np.ncg.ncg`). Along a direction ``D`` the pre-activation is affine in the step,
+``Z(alpha) = Z + alpha P`` with ``P = F D^T`` computed once, so a line-search trial is one masked-residual
+reduction plus the proximal term in closed form: no matrix product per trial.
+"""
+import math
+
+import numpy as np
+
+from ._validation import check_choice, check_int, check_positive
+from .methods import Method, register
+from .ncg import VARIANTS, EuclideanVectors, ncg
+
+
+class _ProxLeastSquares:
+    """Common part of the two subproblems (7): ``||sigma(Z(x)) - T||^2 + (lam/2) ||x - x^k||^2``.
+
+    ``Z`` (n_samples, n_out) is the pre-activation at the current ``x`` and is kept up to date by
+    :meth:`move`, so it is never recomputed from scratch. Along a direction ``D`` it moves as
+    ``Z + alpha P``, and the proximal term is the quadratic ``(lam/2) (p0 + 2 alpha p1 + alpha^2 p2)``
+    with ``p0 = ||x - x^k||^2``, ``p1 = <x - x^k, D>``, ``p2 = ||D||^2``. Subclasses set ``P`` and the
+    three numbers in ``prepare``.
+    """
+
+    def __init__(self, backend, act, Z, T, lam, work):
+        self.backend, self.xp, self.act = backend, backend.xp, act
+        self.Z, self.T, self.lam, self.work = Z, T, lam, work
+        self.matmuls = 0
+        self.flops = 0
+
+    def _mm(self, a, b):
+        """A counted matrix product (used outside line-search trials only)."""
+        self.matmuls += 1
+        self.flops += 2 * a.shape[0] * a.shape[1] * b.shape[1]
+        return a @ b
+
+    def _vdot(self, a, b):
+        return float(self.xp.vdot(a.ravel(), b.ravel()))
+
+    def _data_objective(self):
+        R = self.act.forward(self.Z) - self.T
+        return self._vdot(R, R)
+
+    def phi(self, alpha):
+        """Objective at ``x + alpha D``: one reduction over ``Z + alpha P`` and a scalar quadratic."""
+        data = self.act.residual_sqnorm(self.backend, self.Z, self.P, self.T, alpha, work=self.work)
+        return data + 0.5 * self.lam * (self.p0 + 2.0 * alpha * self.p1 + alpha * alpha * self.p2)
+
+    def initial_step(self, dphi0):
+        """Minimiser of the Gauss-Newton model along D: ``-phi'(0) / (2 ||sigma'(Z) P||^2 + lam p2)``.
+
+        Exact for a linear layer and, within a fixed ReLU pattern, for ReLU layers.
+        """
+        curv = 2.0 * self.act.curvature(self.backend, self.Z, self.P) + self.lam * self.p2
+        return -dphi0 / curv if curv > 0 and math.isfinite(curv) else 1.0
+
+
+class _PrimalProblem(EuclideanVectors, _ProxLeastSquares):
+    """Iterate ``x`` stored as itself (the model's array, updated in place); ``x^k`` is a copy."""
+
+    def __init__(self, backend, act, Z, T, x, lam, work):
+        super().__init__(backend, act, Z, T, lam, work)
+        self.x, self.xk = x, x.copy()
+
+    def objective(self):
+        E = self.x - self.xk
+        return self._data_objective() + 0.5 * self.lam * self._vdot(E, E)
+
+    def prepare(self, D):
+        self.D = D
+        self.P = self._direction_image(D)
+        E = self.x - self.xk
+        self.p0, self.p1, self.p2 = self._vdot(E, E), self._vdot(E, D), self._vdot(D, D)
+
+    def move(self, alpha):
+        a = self.x.dtype.type(alpha)
+        self.x += a * self.D
+        self.Z += a * self.P
+
+
+class WeightSubproblem(_PrimalProblem):
+    """Subproblem (7) for ``W_i`` in the primal form (the reference; read this one first).
+
+    ``Z = F W^T + b``; gradient ``2 M^T F + lam (W - W^k)`` with ``M = sigma'(Z) * (sigma(Z) - T)``;
+    ``P = F D^T`` once per direction. Two products of size n_samples x n_in x n_out per iteration.
+    Shapes: F (n_samples, n_in), W (n_out, n_in), Z and T (n_samples, n_out).
+    """
+
+    def __init__(self, backend, act, F, Z, T, W, lam, work):
+        super().__init__(backend, act, Z, T, W, lam, work)
+        self.F = F
+
+    def gradient(self):
+        M = self.act.residual(self.backend, self.Z, self.T)
+        g = self._mm(M.T, self.F)
+        g *= g.dtype.type(2)
+        g += self.x.dtype.type(self.lam) * (self.x - self.xk)
+        return g
+
+    def _direction_image(self, D):
+        return self._mm(self.F, D.T)  # P = F D^T: the only matrix product per direction
+
+
+class DualWeightSubproblem(_ProxLeastSquares):
+    """Subproblem (7) for ``W_i``, the same NCG iterates computed in the row space of F.
+
+    Every iterate stays of the form ``W = W^k + C_e^T F``: the gradient is
+    ``g = 2 M^T F + lam (W - W^k) = (2 M + lam C_e)^T F`` and each direction is a combination of
+    gradients. So gradients and directions are kept as coefficient matrices ``C`` (n_samples, n_out)
+    together with ``K C``, where ``K = F F^T`` (n_samples x n_samples). Then
+
+    * ``P = F D^T = K C_d`` comes for free with the direction,
+    * ``<C_a^T F, C_b^T F> = <C_a, K C_b>``,
+    * ``W`` itself is formed once, at the end: ``W = W^k + C_e^T F``.
+
+    Per iteration this costs one n_samples^2 x n_out product (``K M``) instead of two
+    n_samples x n_in x n_out ones: far cheaper whenever the batch is smaller than the layer's input.
+    In exact arithmetic the iterates equal :class:`WeightSubproblem`'s.
+    """
+
+    def __init__(self, backend, act, F, Z, T, W, lam, work):
+        super().__init__(backend, act, Z, T, lam, work)
+        self.F, self.x = F, W
+        self.K = self._mm(F, F.T)
+        self.Ce = self.xp.zeros_like(Z)
+        self.KCe = self.xp.zeros_like(Z)
+
+    # vectors are pairs (C, K C)
+    def dot(self, a, b):
+        return self._vdot(a[0], b[1])
+
+    def neg(self, a):
+        return (-a[0], -a[1])
+
+    def lincomb(self, a, s, b):
+        s = b[0].dtype.type(s)
+        return (a[0] + s * b[0], a[1] + s * b[1])
+
+    def objective(self):
+        return self._data_objective() + 0.5 * self.lam * self._vdot(self.Ce, self.KCe)
+
+    def gradient(self):
+        M = self.act.residual(self.backend, self.Z, self.T)
+        lam = M.dtype.type(self.lam)
+        two = M.dtype.type(2)
+        C = two * M + lam * self.Ce
+        KC = two * self._mm(self.K, M) + lam * self.KCe
+        return (C, KC)
+
+    def prepare(self, D):
+        self.D = D
+        self.P = D[1]  # F D^T = F F^T C_d
+        self.p0 = self._vdot(self.Ce, self.KCe)
+        self.p1 = self._vdot(self.Ce, D[1])
+        self.p2 = self._vdot(D[0], D[1])
+
+    def move(self, alpha):
+        a = self.Z.dtype.type(alpha)
+        self.Ce += a * self.D[0]
+        self.KCe += a * self.D[1]
+        self.Z += a * self.P
+
+    def finish(self):
+        self.x += self._mm(self.Ce.T, self.F)
+
+
+class BiasSubproblem(_PrimalProblem):
+    """Subproblem (7) for ``b_i`` with the new ``W_i``: gradient ``2 sum_n M_n + lam (b - b^k)``;
+    a direction ``d`` moves every row of Z by ``d``, so no matrix product at all."""
+
+    def gradient(self):
+        M = self.act.residual(self.backend, self.Z, self.T)
+        g = M.sum(axis=0)
+        g *= g.dtype.type(2)
+        g += self.x.dtype.type(self.lam) * (self.x - self.xk)
+        return g
+
+    def _direction_image(self, d):
+        return d[None, :]
+
+
+def weight_form(n_samples, n_in, n_out, cg_steps):
+    """``"dual"`` when :class:`DualWeightSubproblem` needs fewer flops than the primal form, else
+    ``"primal"``. Primal: ``2 cg B n_in n_out``; dual: ``B^2 n_in + cg B^2 n_out + B n_in n_out``."""
+    B = n_samples
+    primal = 2 * cg_steps * B * n_in * n_out
+    dual = B * B * n_in + cg_steps * B * B * n_out + B * n_in * n_out
+    return "dual" if dual < primal else "primal"
+
+
+@register("sibp")
+class SIBP(Method):
+    """Semi-Implicit Back Propagation (Algorithm 1 of Liu & Zhang).
+
+    Parameters
+    ----------
+    eta : float > 0
+        Explicit step on the neurons (eqs. 6 and 9); a per-sample step on the logits.
+    lam : float > 0
+        Proximal weight of (7); ``1/lam`` is the implicit step on the parameters.
+    cg_steps : int >= 1
+        Nonlinear-CG iterations per subproblem (the paper uses 5).
+    cg_variant : {"fr", "pr+"}
+        Fletcher-Reeves (the authors' choice) or Polak-Ribiere+.
+    output_solve : {"ncg", "exact"}
+        The output layer is linear, so its subproblems are ridge problems; ``"exact"`` solves them by
+        Cholesky instead of NCG.
+    weight_solver : {"auto", "primal", "dual"}
+        How the W subproblems compute the *same* NCG iterates: :class:`WeightSubproblem` (primal,
+        two n_samples x n_in x n_out products per iteration) or :class:`DualWeightSubproblem` (in the
+        row space of F, one n_samples^2 x n_out product per iteration). ``"auto"`` picks the one with
+        fewer flops for each layer (:func:`weight_form`).
+    c1, shrink, max_trials :
+        Armijo constant, backtracking factor and trial bound of the line search.
+    record_stats : bool
+        Keep per-step, per-layer solver statistics in ``self.stats``.
+
+    Notes
+    -----
+    Where this differs from the authors' MATLAB code (``sibp_inner.m``, ``FR3.m``, ``FR4.m``):
+
+    * the paper writes the proximal term as ``(lam/2) ||W - W^k||^2``; their code uses
+      ``lam ||W - W^k||^2`` (and no halves on the data term either). We follow the paper, so their
+      ``lam = 1`` is our ``lam = 2``;
+    * their line search keeps a step only when it is accepted after at least one backtrack: a unit step
+      accepted at the first trial is thrown away. That is a bug; we apply every accepted step;
+    * their output-layer solver (FR4) computes its first gradient without the fixed term (the bias for
+      the W solve, ``W F`` for the b solve); we use the true gradient from the first iteration;
+    * their first trial step is a unit step (then a jump sized for a 1% decrease); ours is the
+      Gauss-Newton minimiser along the direction, and we restart with steepest descent when a direction
+      is not a descent direction (their Sep-2019 solver did; their later one did not).
+
+    The minibatch loss returned by :meth:`step` is the batch-mean loss before the update, like every
+    other method's.
+    """
+
+    def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", output_solve="ncg",
+                 weight_solver="auto", c1=1e-4, shrink=0.5, max_trials=20, record_stats=False):
+        super().__init__()
+        self.eta = check_positive("eta", eta)
+        self.lam = check_positive("lam", lam)
+        self.cg_steps = check_int("cg_steps", cg_steps, minimum=1)
+        self.cg_variant = check_choice("cg_variant", cg_variant, VARIANTS)
+        self.output_solve = check_choice("output_solve", output_solve, ("ncg", "exact"))
+        self.weight_solver = check_choice("weight_solver", weight_solver, ("auto", "primal", "dual"))
+        self.c1 = check_positive("c1", c1)
+        if self.c1 >= 1:
+            raise ValueError(f"c1 must lie in (0, 1), got {c1!r}")
+        self.shrink = check_positive("shrink", shrink)
+        if self.shrink >= 1:
+            raise ValueError(f"shrink must lie in (0, 1), got {shrink!r}")
+        self.max_trials = check_int("max_trials", max_trials, minimum=1)
+        self.record_stats = bool(record_stats)
+        self.stats = []
+        self._hyper = dict(eta=self.eta, lam=self.lam, cg_steps=self.cg_steps,
+                           cg_variant=self.cg_variant, output_solve=self.output_solve,
+                           weight_solver=self.weight_solver, c1=self.c1,
+                           shrink=self.shrink, max_trials=self.max_trials)
+        self.last_targets = None  # (T_i for each layer), kept for inspection and tests
+        self.matmuls_last_step = 0
+
+    # --------------------------------------------------------------------------------------
+    def step(self, model, X, y):
+        """One SIBP iteration (Algorithm 1) on the minibatch ``(X, y)``; returns the loss before it."""
+        X, y = model.check_Xy(X, y)
+        backend, xp = model.backend, model.xp
+        dt = model.dtype.type
+        eta = dt(self.eta)
+        G, F = model.forward_cache(X)
+        loss = model.loss.value(F[-1], y)
+        delta = model.loss.sample_grad(F[-1], y)  # delta_N, eq. (6): per sample, no 1/B
+        L = model.n_layers
+        step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products
+        flops = sum(2 * X.shape[0] * W.size for W in model._W)
+        for i in range(L - 1, -1, -1):
+            act = model.activation_of(i)
+            T = F[i + 1] - eta * delta  # F_{i+1}^{k+1/2}
+            targets[i + 1] = T
+            W, b = model._W[i], model._b[i]
+            if i == L - 1 and self.output_solve == "exact":
+                self._exact_output(backend, F[i], T, W, b)
+                matmuls += 3
+                flops += 2 * F[i].shape[1] * X.shape[0] * (F[i].shape[1] + 2 * W.shape[0])
+            else:
+                Z = G[i + 1].copy()  # pre-activation at the warm start; G stays for the mask below
+                work = xp.empty_like(Z)
+                # rounding level of a reduction over Z.size terms, relative to its value
+                ftol = float(np.finfo(Z.dtype).eps) * math.sqrt(Z.size)
+                form = self.weight_solver
+                if form == "auto":
+                    form = weight_form(X.shape[0], W.shape[1], W.shape[0], self.cg_steps)
+                Wprob = (DualWeightSubproblem if form == "dual" else WeightSubproblem)(
+                    backend, act, F[i], Z, T, W, self.lam, work)
+                for name, make in (("W", lambda: Wprob),
+                                   # b with the new W: Z already equals F W_new^T + b^k
+                                   ("b", lambda: BiasSubproblem(backend, act, Z, T, b, self.lam, work))):
+                    prob = make()
+                    res = ncg(prob, self.cg_steps, self.cg_variant, self.c1, self.shrink,
+                              self.max_trials, ftol=ftol)
+                    matmuls += prob.matmuls
+                    flops += prob.flops
+                    if self.record_stats:
+                        step_stats.append({"layer": i, "param": name, "f0": res.f0, "f": res.f,
+                                           "iterations": res.iterations, "trials": res.trials,
+                                           "rejected": res.rejected, "restarts": res.restarts,
+                                           "matmuls": prob.matmuls, "form": form if name == "W" else "",
+                                           "message": res.message})
+            if i > 0:
+                # eq. (9): new weights, forward-pass derivative sigma'(G_{i+1})
+                delta = act.backprop(G[i + 1], delta) @ W
+                matmuls += 1
+                flops += 2 * X.shape[0] * W.size
+        self.matmuls_last_step = matmuls
+        self.flops_last_step = flops
+        self.last_targets = targets
+        if self.record_stats:
+            self.stats.append(step_stats)
+        return loss
+
+    def _exact_output(self, backend, F, T, W, b):
+        """Exact ridge solves of (7) for the linear output layer, W then b (Cholesky via SciPy on CPU).
+
+        ``W (2 F^T F + lam I) = 2 (T - b)^T F + lam W^k`` and
+        ``b (2 B + lam) = 2 sum_n (T - F W^T)_n + lam b^k``.
+        """
+        xp = backend.xp
+        dt = W.dtype.type
+        lam = dt(self.lam)
+        A = dt(2) * (F.T @ F)
+        A[np.diag_indices(A.shape[0])] += lam
+        rhs = dt(2) * ((T - b).T @ F) + lam * W  # (n_out, n_in)
+        if xp is np:
+            import scipy.linalg
+            W[...] = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), rhs.T).T
+        else:
+            W[...] = xp.linalg.solve(A, rhs.T).T
+        n = F.shape[0]
+        b[...] = (dt(2) * (T - F @ W.T).sum(axis=0) + lam * b) / dt(2 * n + self.lam)
+
+    def matmul_design(self, model, n_samples):
+        """Matrix products per step in the design, for a minibatch of ``n_samples``.
+
+        Forward pass: L. Per NCG-solved W: primal ``2 cg_steps`` (a gradient and ``P = F D^T`` per
+        iteration, none after the last) or dual ``cg_steps + 2`` (``K = F F^T``, one ``K M`` per
+        iteration, and ``W^k + C_e^T F`` at the end). Per b: 0. Error propagation: L - 1. An exact
+        output solve: 3.
+        """
+        L = model.n_layers
+        count = L + (L - 1)
+        for i in range(L):
+            n_out, n_in = model.layer_sizes[i + 1], model.layer_sizes[i]
+            if i == L - 1 and self.output_solve == "exact":
+                count += 3
+                continue
+            form = self.weight_solver
+            if form == "auto":
+                form = weight_form(n_samples, n_in, n_out, self.cg_steps)
+            count += 2 * self.cg_steps if form == "primal" else self.cg_steps + 2
+        return count
