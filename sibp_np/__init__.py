@@ -14,10 +14,13 @@ from .functions import get_activation, get_loss
 from .methods import METHODS, Method, get_method, register
 from .model import MLP
 from .optim import SGD, Adam, RMSprop
+from .proxbp import ProxBP
+from .sibp import SIBP
 from .train import History, TrainingDiverged, fit
 
 __all__ = [
-    "__version__", "MLP", "fit", "History", "TrainingDiverged", "SGD", "Adam", "RMSprop", "Method",
+    "__version__", "MLP", "fit", "History", "TrainingDiverged", "SGD", "Adam", "RMSprop", "SIBP",
+    "ProxBP", "Method",
     "METHODS", "get_method", "register", "load_dataset", "Dataset", "get_backend", "set_backend",
     "use_backend", "backend_of", "get_activation", "get_loss",
 ]

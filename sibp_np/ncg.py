@@ -98,7 +98,7 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
         return res
     g = problem.gradient()
     gg = problem.dot(g, g)
-    if gg == 0.0:
+    if not gg > 0.0:  # (in a non-Euclidean representation rounding can make it <= 0)
         res.message = "gradient is zero at the start"
         return res
     minus_g = lambda: problem.neg(g)
@@ -135,7 +135,7 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
             break  # the next gradient would only serve a step we will not take
         g_new = problem.gradient()
         gg_new = problem.dot(g_new, g_new)
-        if gg_new == 0.0:
+        if not gg_new > 0.0:
             res.message = "gradient is zero"
             break
         if variant == "fr":

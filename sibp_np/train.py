@@ -197,6 +197,7 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
 
     def record(epoch, iterations, batch_losses, seconds, elapsed):
         rec = {"epoch": epoch, "iterations": iterations}
+        # (evaluation runs only on finite parameters: a diverged run returns before it)
         rec["train_loss"], rec["train_acc"] = model._evaluate(X, y)
         rec["val_loss"], rec["val_acc"] = model._evaluate(Xv, yv) if val is not None else (None, None)
         rec["batch_loss"] = float(np.mean(batch_losses)) if batch_losses else None
@@ -221,7 +222,9 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
             idx = order_dev[j * batch_size:(j + 1) * batch_size]
             Xb, yb = X[idx], y[idx]
             t0 = time.perf_counter()
-            loss = method.step(model, Xb, yb)
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                # a diverging run overflows; it is detected just below and reported in History
+                loss = method.step(model, Xb, yb)
             model.backend.synchronize()
             seconds += time.perf_counter() - t0
             iterations += 1

@@ -1,0 +1,167 @@
+"""Proximal Back Propagation (ProxBP; Frerix, Moellenhoff, Moeller, Cremers, ICLR 2018).
+
+One step on a minibatch, with the **batch-mean** loss as in the reference code:
+
+1. forward pass, and plain back propagation with the **old** weights, giving ``dL/dz`` for every layer's
+   pre-activation ``z = G_{i+1}``;
+2. the output layer takes an explicit gradient step with step ``eta``;
+3. every hidden layer moves its pre-activation to ``z^{1/2} = z - eta * dL/dz`` and updates
+   ``theta = [W b]`` (shape (n_out, n_in + 1)) **jointly** to
+
+   ``argmin_theta 1/2 ||A_bar theta^T - z^{1/2}||^2 + (lam/2) ||theta - theta^k||^2``,
+   ``A_bar = [F_i, 1]`` (n_samples, n_in + 1).
+
+   Since ``A_bar theta^k^T = z``, the minimiser is ``theta^k - Delta`` with
+   ``(A_bar^T A_bar + lam I) Delta^T = eta A_bar^T dL/dz``: a layer-wise preconditioned gradient step.
+   ``solve="cg"`` runs ``cg_steps`` iterations of linear CG on these normal equations from
+   ``Delta = 0`` (the warm start ``theta^k``), every output unit a separate column solved in parallel;
+   ``solve="exact"`` solves them by Cholesky.
+
+``Delta`` is the *pseudo-gradient*. Without an optimizer it is applied with a unit step
+(``theta <- theta^k - Delta``); with ``optimizer=SGD(...)`` or ``Adam(...)`` it is handed to that
+optimizer in place of a gradient, for every layer, the output layer's ``eta * dL/dtheta`` included.
+"""
+import numpy as np
+
+from ._validation import check_choice, check_int, check_positive
+from .methods import Method, register
+
+
+@register("proxbp")
+class ProxBP(Method):
+    """ProxBP with the :meth:`step` protocol.
+
+    Parameters
+    ----------
+    eta : float > 0
+        The explicit step ``tau`` on the pre-activations (and the output layer's gradient step).
+    lam : float > 0
+        ``1 / tau_theta``: the proximal weight of the parameter update.
+    cg_steps : int >= 1
+        Linear-CG iterations per hidden layer (``solve="cg"``).
+    solve : {"cg", "exact"}
+    optimizer : SGD, Adam or RMSprop, optional
+        Applies the pseudo-gradients instead of a unit step.
+
+    Notes
+    -----
+    Conventions, as in the reference code (tfrerix/proxprop): the loss is the batch **mean**, so
+    ``dL/dz`` carries ``1/B``, while the Gram matrix ``A_bar^T A_bar`` is a **sum** over the batch; the
+    preconditioning therefore strengthens with the batch size. The reference code solves
+    ``1/2 ||A_bar X - (z - dL/dz)||^2 + 1/(2 tau_theta) ||X - theta||^2`` and lets its optimizer apply
+    ``theta - X`` with learning rate ``lr``; because the CG iterates from ``theta`` are linear in the
+    right-hand side, that equals ``eta = lr`` and ``lam = 1/tau_theta`` here without an optimizer.
+    With an optimizer, set ``eta = 1`` and give the reference ``lr`` to the optimizer.
+    """
+
+    def __init__(self, eta=1.0, lam=1.0, cg_steps=5, solve="cg", optimizer=None):
+        super().__init__()
+        self.eta = check_positive("eta", eta)
+        self.lam = check_positive("lam", lam)
+        self.cg_steps = check_int("cg_steps", cg_steps, minimum=1)
+        self.solve = check_choice("solve", solve, ("cg", "exact"))
+        if optimizer is not None and not callable(getattr(optimizer, "update", None)):
+            raise TypeError(f"optimizer must be an SGD, Adam or RMSprop instance, got {optimizer!r}")
+        self.optimizer = optimizer
+        self._hyper = dict(eta=self.eta, lam=self.lam, cg_steps=self.cg_steps, solve=self.solve,
+                           optimizer=repr(optimizer) if optimizer is not None else None)
+        self.last_cg_objectives = []
+
+    def step(self, model, X, y):
+        """One ProxBP iteration on ``(X, y)``; returns the batch-mean loss before it."""
+        X, y = model.check_Xy(X, y)
+        G, F = model.forward_cache(X)
+        loss = model.loss.value(F[-1], y)
+        L = model.n_layers
+        eta = model.dtype.type(self.eta)
+        # plain back propagation with the old weights: dz[i] = dL/dG_{i+1}
+        dz = [None] * L
+        dz[L - 1] = model.loss.mean_grad(F[-1], y)
+        for i in range(L - 2, -1, -1):
+            dz[i] = model.activation_of(i).backprop(G[i + 1], dz[i + 1] @ model._W[i + 1])
+        pseudo = [None] * (2 * L)
+        self.last_cg_objectives = []
+        for i in range(L):
+            gW, gb = dz[i].T @ F[i], dz[i].sum(axis=0)
+            if i == L - 1:  # explicit output step
+                pseudo[2 * i], pseudo[2 * i + 1] = eta * gW, eta * gb
+            else:
+                pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction(model, F[i], eta * gW, eta * gb)
+        if self.optimizer is not None:
+            self.optimizer.update(model.params(), pseudo)
+        else:
+            for p, d in zip(model.params(), pseudo):
+                p -= d
+        return loss
+
+    # ----------------------------------------------------------------------------------------
+    def _prox_direction(self, model, F, RW, Rb):
+        """``Delta = [DW Db]`` solving ``Delta (A_bar^T A_bar + lam I) = R`` with ``R = [RW Rb]``."""
+        if self.solve == "exact":
+            return self._exact(model, F, RW, Rb)
+        return self._block_cg(model, F, RW, Rb)
+
+    def _apply(self, F, PW, Pb, lam):
+        """``P (A_bar^T A_bar + lam I)`` for ``P = [PW Pb]``: two products with the batch."""
+        V = F @ PW.T
+        V += Pb  # A_bar P^T, shape (n_samples, n_out)
+        return V.T @ F + lam * PW, V.sum(axis=0) + lam * Pb
+
+    def _block_cg(self, model, F, RW, Rb):
+        """Linear CG from ``Delta = 0``, one independent CG per output unit (row), in parallel."""
+        xp = model.xp
+        dt = RW.dtype.type
+        lam = dt(self.lam)
+        XW, Xb = xp.zeros_like(RW), xp.zeros_like(Rb)
+        rW, rb = RW.copy(), Rb.copy()  # residual R - X A at X = 0
+        pW, pb = rW.copy(), rb.copy()
+        rr = (rW * rW).sum(axis=1) + rb * rb
+        for _ in range(self.cg_steps):
+            qW, qb = self._apply(F, pW, pb, lam)
+            pq = (pW * qW).sum(axis=1) + pb * qb
+            alpha = xp.where(pq > 0, rr / xp.where(pq > 0, pq, 1), 0).astype(RW.dtype)
+            XW += alpha[:, None] * pW
+            Xb += alpha * pb
+            rW -= alpha[:, None] * qW
+            rb -= alpha * qb
+            rr_new = (rW * rW).sum(axis=1) + rb * rb
+            beta = xp.where(rr > 0, rr_new / xp.where(rr > 0, rr, 1), 0).astype(RW.dtype)
+            pW = rW + beta[:, None] * pW
+            pb = rb + beta * pb
+            rr = rr_new
+        return XW, Xb
+
+    def _exact(self, model, F, RW, Rb):
+        xp = model.xp
+        dt = RW.dtype.type
+        n, n_in = F.shape
+        A = xp.empty((n_in + 1, n_in + 1), dtype=F.dtype)
+        A[:n_in, :n_in] = F.T @ F
+        s = F.sum(axis=0)
+        A[:n_in, n_in] = s
+        A[n_in, :n_in] = s
+        A[n_in, n_in] = n
+        A[np.diag_indices(n_in + 1)] += dt(self.lam)
+        R = xp.concatenate([RW, Rb[:, None]], axis=1)  # (n_out, n_in + 1)
+        if xp is np:
+            import scipy.linalg
+            D = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), R.T).T
+        else:
+            D = xp.linalg.solve(A, R.T).T
+        D = xp.ascontiguousarray(D.astype(RW.dtype, copy=False))
+        return D[:, :n_in].copy(), D[:, n_in].copy()
+
+    # checkpoints: the optimizer's state travels with ours
+    def state_dict(self, backend):
+        out = super().state_dict(backend)
+        if self.optimizer is not None:
+            out.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict(backend).items()})
+        return out
+
+    def load_state_dict(self, state, backend):
+        own = {k: v for k, v in state.items() if not k.startswith("optimizer.")}
+        super().load_state_dict(own, backend)
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(
+                {k[len("optimizer."):]: v for k, v in state.items() if k.startswith("optimizer.")},
+                backend)

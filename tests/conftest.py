@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+
+from sibp_np import MLP
+
+
+def _cupy_usable():
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0, ""
+    except Exception as exc:  # not installed, or no device/driver
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+HAS_GPU, GPU_REASON = _cupy_usable()
+
+
+@pytest.fixture(params=["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def backend(request):
+    """Backend name; the cupy case is marked `gpu` and skipped, with the reason, without a device."""
+    if request.param == "cupy" and not HAS_GPU:
+        pytest.skip(f"no usable CUDA device for CuPy ({GPU_REASON or 'cupy not installed'})")
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+
+
+def small_problem(seed=0, n=40, sizes=(6, 5, 4, 3), dtype="float64", activation="relu", init_std=0.5,
+                  backend="numpy", loss="cross_entropy"):
+    r = np.random.default_rng(seed)
+    X = r.normal(size=(n, sizes[0]))
+    y = r.integers(0, sizes[-1], size=n)
+    model = MLP(sizes, activation=activation, init_std=init_std, seed=seed, dtype=dtype,
+                backend=backend, loss=loss)
+    return model, X, y

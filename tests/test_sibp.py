@@ -1,0 +1,257 @@
+"""SIBP (Algorithm 1) and its inner solver, in float64."""
+import numpy as np
+import pytest
+import scipy.optimize
+
+from sibp_np import MLP, SIBP, SGD, fit
+from sibp_np.backend import get_backend
+from sibp_np.functions import get_activation, softmax
+from sibp_np.linesearch import armijo_backtracking
+from sibp_np.ncg import ncg
+from sibp_np.sibp import BiasSubproblem, DualWeightSubproblem, WeightSubproblem, weight_form
+from conftest import small_problem
+
+BE = get_backend("numpy")
+
+
+def w_problem(seed=0, B=20, n_in=6, n_out=4, lam=2.0, act="relu", form="primal"):
+    r = np.random.default_rng(seed)
+    F = np.abs(r.normal(size=(B, n_in)))
+    W = r.normal(size=(n_out, n_in)) * 0.5
+    b = r.normal(size=n_out) * 0.1
+    T = r.normal(size=(B, n_out))
+    if act == "relu":
+        # with targets < 0 the ReLU objective has convex kinks where any solver may stall (scipy's
+        # BFGS too); targets >= 0 leave only concave kinks, and the comparison is well posed
+        T = np.abs(T)
+    cls = DualWeightSubproblem if form == "dual" else WeightSubproblem
+    a = get_activation(act)
+    make = lambda: cls(BE, a, F, F @ W.T + b, T, W.copy(), lam, np.empty((B, n_out)))
+    f = lambda Wv: ((a.forward(F @ Wv.reshape(W.shape).T + b) - T) ** 2).sum() \
+        + 0.5 * lam * ((Wv.reshape(W.shape) - W) ** 2).sum()
+    def grad(Wv):
+        Z = F @ Wv.reshape(W.shape).T + b
+        M = a.deriv(Z) * (a.forward(Z) - T)
+        return (2 * M.T @ F + lam * (Wv.reshape(W.shape) - W)).ravel()
+    return make, f, grad, W
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh", "identity"])
+@pytest.mark.parametrize("form", ["primal", "dual"])
+@pytest.mark.parametrize("variant", ["fr", "pr+"])
+def test_weight_subproblem_matches_scipy(act, form, variant):
+    make, f, grad, W0 = w_problem(act=act, form=form)
+    prob = make()
+    res = ncg(prob, max_iter=3000 if variant == "fr" else 300, variant=variant)
+    ref = scipy.optimize.minimize(f, W0.ravel(), jac=grad, method="BFGS", options={"gtol": 1e-11})
+    assert res.f == pytest.approx(ref.fun, rel=1e-9)
+    np.testing.assert_allclose(prob.x, ref.x.reshape(W0.shape), atol=1e-5)
+    assert res.f == pytest.approx(f(prob.x.ravel()), rel=1e-10)  # the cached Z stayed exact
+
+
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "identity"])
+def test_bias_subproblem_matches_scipy(act):
+    r = np.random.default_rng(3)
+    B, n_out, lam = 30, 5, 1.5
+    Z0 = r.normal(size=(B, n_out))
+    T = r.normal(size=(B, n_out))
+    T = np.abs(T) if act == "relu" else T  # well-posed comparison, as in w_problem
+    b = r.normal(size=n_out)
+    a = get_activation(act)
+    prob = BiasSubproblem(BE, a, Z0 + b, T, b.copy(), lam, np.empty((B, n_out)))
+    res = ncg(prob, max_iter=200)
+    f = lambda bv: ((a.forward(Z0 + bv) - T) ** 2).sum() + 0.5 * lam * ((bv - b) ** 2).sum()
+    ref = scipy.optimize.minimize(f, b, method="BFGS", options={"gtol": 1e-11})
+    assert res.f == pytest.approx(ref.fun, rel=1e-9)
+    np.testing.assert_allclose(prob.x, ref.x, atol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_ncg_objective_never_increases(form):
+    make, f, _, _ = w_problem(seed=5, form=form, lam=0.5)
+    values = [f(make().x.ravel())]
+    for k in range(1, 12):  # the iterates are deterministic: k iterations = first k of a longer run
+        prob = make()
+        ncg(prob, max_iter=k)
+        values.append(f(prob.x.ravel()))
+    assert all(b <= a + 1e-12 for a, b in zip(values, values[1:])), values
+    assert values[-1] < values[0]
+
+
+def test_dual_form_gives_the_primal_iterates():
+    for seed in range(3):
+        mp, _, _, _ = w_problem(seed=seed, B=15, n_in=30, n_out=7)
+        md, _, _, _ = w_problem(seed=seed, B=15, n_in=30, n_out=7, form="dual")
+        p, d = mp(), md()
+        rp, rd = ncg(p, max_iter=5), ncg(d, max_iter=5)
+        np.testing.assert_allclose(d.x, p.x, rtol=1e-9, atol=1e-12)
+        assert (rp.iterations, rp.trials) == (rd.iterations, rd.trials)
+
+
+def test_weight_form_picks_the_cheaper_one():
+    assert weight_form(100, 784, 500, 5) == "dual"
+    assert weight_form(100, 500, 10, 5) == "primal"
+    assert weight_form(1000, 50, 50, 5) == "primal"
+
+
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_line_search_trials_do_no_matrix_product(form):
+    make, _, _, _ = w_problem(form=form)
+    prob = make()
+    g = prob.gradient()
+    prob.prepare(prob.neg(g))
+    before = prob.matmuls
+    prob.F = prob.K = None  # a trial that touched F (or K) would now fail
+    values = [prob.phi(a) for a in (0.0, 0.1, 1.0, 3.0)]
+    assert prob.matmuls == before and all(np.isfinite(values))
+
+
+def test_armijo_property_and_bounded_trials():
+    calls = []
+    phi = lambda a: (calls.append(a), (a - 2.0) ** 2 + abs(a - 1.0))[1]  # nonsmooth, phi'(0) = -5
+    res = armijo_backtracking(phi, phi(0.0), -5.0, alpha0=8.0, c1=0.3, shrink=0.5)
+    assert res.accepted and res.phi <= phi(0.0) + 0.3 * res.alpha * -5.0
+    assert res.alpha == 2.0 and res.trials == 3  # 8 and 4 fail, 2 is the first that passes
+    res = armijo_backtracking(lambda a: float("inf"), 1.0, -1.0, max_trials=7)
+    assert not res.accepted and res.trials == 7 and res.alpha == 0.0
+    with pytest.raises(ValueError, match="dphi0 must be negative"):
+        armijo_backtracking(phi, 1.0, 0.5)
+
+
+def test_ncg_accepts_a_first_trial_step():
+    # the authors' code throws away a step accepted at the first trial; ours applies it
+    make, f, _, W0 = w_problem(act="identity")
+    prob = make()
+    res = ncg(prob, max_iter=1)
+    assert res.iterations == 1 and res.trials == 1 and not np.allclose(prob.x, W0)
+
+
+def test_sibp_step_every_armijo_step_accepted_stats():
+    model, X, y = small_problem()
+    m = SIBP(eta=1.0, lam=1.0, record_stats=True)
+    m.step(model, X, y)
+    (stats,) = m.stats
+    assert {(s["layer"], s["param"]) for s in stats} == {(i, p) for i in range(3) for p in "Wb"}
+    for s in stats:
+        assert s["f"] <= s["f0"] and s["iterations"] <= 5 and s["trials"] >= s["iterations"]
+
+
+def test_first_order_equivalence_with_backprop():
+    """Small eta, large lam: Delta W_i ~ -(2 eta / lam) B dJ/dW_i (J the batch-mean loss)."""
+    model, X, y = small_problem(n=25)
+    grads = model.loss_and_grads(X, y)[1]
+    before = [p.copy() for p in model.params()]
+    eta, lam = 1e-5, 1e5
+    SIBP(eta=eta, lam=lam).step(model, X, y)
+    for k, (p0, p1, g) in enumerate(zip(before, model.params(), grads)):
+        d, ref = p1 - p0, -(2 * eta / lam) * len(X) * g
+        cos = (d * ref).sum() / np.linalg.norm(d) / np.linalg.norm(ref)
+        assert cos > 0.999, (k, cos)
+        assert np.linalg.norm(d) / np.linalg.norm(ref) == pytest.approx(1.0, rel=0.01), k
+
+
+@pytest.mark.parametrize("kw", [dict(eta=1e-13, lam=1.0), dict(eta=1.0, lam=1e13)])
+def test_limits_leave_parameters_unchanged(kw):
+    model, X, y = small_problem()
+    before = [p.copy() for p in model.params()]
+    SIBP(**kw).step(model, X, y)
+    for p0, p1 in zip(before, model.params()):
+        np.testing.assert_allclose(p1, p0, rtol=0, atol=1e-11)
+
+
+def test_output_layer_ncg_converges_to_exact_ridge_solution():
+    model, X, y = small_problem(sizes=(6, 3), init_std=0.3)  # a single linear layer
+    exact = model.copy()
+    SIBP(eta=2.0, lam=0.7, output_solve="exact").step(exact, X, y)
+    SIBP(eta=2.0, lam=0.7, cg_steps=200).step(model, X, y)
+    np.testing.assert_allclose(model.weights[0], exact.weights[0], rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(model.biases[0], exact.biases[0], rtol=1e-7, atol=1e-10)
+
+
+def test_worked_example_3_2_2():
+    """Targets and deltas of one step on a 3-2-2 ReLU net, computed here in straight-line NumPy.
+
+    The output layer is solved exactly (``output_solve="exact"``) so that its new W and b are known in
+    closed form; the hidden target then follows from eq. (9)."""
+    X = np.array([[1.0, 0.5, -0.2], [0.3, -1.0, 0.8]])
+    y = np.array([1, 0])
+    W0 = np.array([[0.2, -0.1, 0.4], [0.5, 0.3, -0.2]])
+    b0 = np.array([0.1, 0.05])
+    W1 = np.array([[0.3, -0.4], [0.2, 0.6]])
+    b1 = np.array([0.0, 0.1])
+    eta, lam = 0.5, 2.0
+    model = MLP([3, 2, 2], dtype="float64", seed=0)
+    model.weights[0], model.biases[0], model.weights[1], model.biases[1] = W0, b0, W1, b1
+    m = SIBP(eta=eta, lam=lam, output_solve="exact")
+    m.step(model, X, y)
+    # by hand
+    G1 = X @ W0.T + b0
+    F1 = np.maximum(G1, 0)
+    F2 = F1 @ W1.T + b1
+    Y = np.eye(2)[y]
+    P = np.exp(F2) / np.exp(F2).sum(1, keepdims=True)
+    delta2 = P - Y                      # eq. (6), per sample
+    T2 = F2 - eta * delta2
+    # output W: min ||F1 W^T + b1 - T2||^2 + lam/2 ||W - W1||^2
+    W1new = np.linalg.solve(2 * F1.T @ F1 + lam * np.eye(2), 2 * F1.T @ (T2 - b1) + lam * W1.T).T
+    b1new = (2 * (T2 - F1 @ W1new.T).sum(0) + lam * b1) / (2 * 2 + lam)
+    delta1 = delta2 @ W1new             # eq. (9), identity output: no mask
+    T1 = F1 - eta * delta1
+    np.testing.assert_allclose(m.last_targets[2], T2, rtol=1e-12)
+    np.testing.assert_allclose(model.weights[1], W1new, rtol=1e-10)
+    np.testing.assert_allclose(model.biases[1], b1new, rtol=1e-10)
+    np.testing.assert_allclose(m.last_targets[1], T1, rtol=1e-10)
+    # and the hidden layer's W moved towards T1 (its subproblem objective decreased)
+    f = lambda W: ((np.maximum(X @ W.T + b0, 0) - T1) ** 2).sum() + lam / 2 * ((W - W0) ** 2).sum()
+    assert f(model.weights[0]) < f(W0)
+
+
+def test_error_propagation_uses_new_weights_and_forward_mask():
+    model, X, y = small_problem(sizes=(5, 4, 3))
+    old = model.copy()
+    m = SIBP(eta=0.7, lam=0.5, output_solve="exact")
+    m.step(model, X, y)
+    G, F = old.forward_cache(model.check_X(X))
+    delta2 = softmax(F[-1]) - np.eye(3)[y]
+    expected = F[1] - 0.7 * (delta2 @ model.weights[1])  # W_new, identity output
+    np.testing.assert_allclose(m.last_targets[1], expected, rtol=1e-10)
+    stale = F[1] - 0.7 * (delta2 @ old.weights[1])
+    assert not np.allclose(m.last_targets[1], stale)
+
+
+def test_matmul_count_matches_design():
+    model, X, y = small_problem(sizes=(30, 20, 5), n=10)
+    for ws in ("primal", "dual", "auto"):
+        m = SIBP(weight_solver=ws)
+        m.step(model, X, y)
+        assert m.matmuls_last_step <= m.matmul_design(model, len(X))
+        assert m.matmuls_last_step >= m.matmul_design(model, len(X)) - 2 * 5  # early stops only
+
+
+def test_sibp_trains_where_sgd_at_the_same_huge_step_does_not():
+    r = np.random.default_rng(0)
+    X = r.normal(size=(200, 10))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    m1, m2 = MLP([10, 16, 2], seed=0, dtype="float64"), MLP([10, 16, 2], seed=0, dtype="float64")
+    h1 = fit(m1, SIBP(eta=100.0), X, y, epochs=3, batch_size=20, verbose=0, seed=0)
+    h2 = fit(m2, SGD(lr=100.0), X, y, epochs=3, batch_size=20, verbose=0, seed=0)
+    assert h1.diverged is None and h1.last["train_acc"] > 0.9
+    assert h2.diverged is not None or h2.last["train_acc"] < 0.8
+
+
+@pytest.mark.parametrize("kw,match", [(dict(eta=0), "eta must be a finite number > 0"),
+                                      (dict(lam=float("nan")), "lam must be"),
+                                      (dict(cg_steps=0), "cg_steps must be >= 1"),
+                                      (dict(cg_variant="hs"), "cg_variant='hs'"),
+                                      (dict(output_solve="lu"), "output_solve='lu'"),
+                                      (dict(c1=1.5), "c1 must lie in"),
+                                      (dict(cg_steps=2.5), "cg_steps must be an integer")])
+def test_bad_hyperparameters(kw, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        SIBP(**kw)
+
+
+def test_sibp_handles_huge_eta_and_tiny_lam_without_hanging():
+    model, X, y = small_problem(dtype="float32")
+    h = fit(model, SIBP(eta=1e4, lam=1e-4), X, y, epochs=2, batch_size=10, verbose=0)
+    assert h.diverged is not None or all(np.isfinite(h["train_loss"]))
