@@ -1,0 +1,146 @@
+"""Benchmark: seconds per epoch of SGD, Adam, SIBP and ProxBP, measured side by side in one run.
+
+    python tools/bench.py                      # 784-500-10, batch 100, 55,000 MNIST-shaped samples
+    python tools/bench.py --quick              # 11,000 samples, 1 repeat
+    python tools/bench.py --backend cupy       # on a GPU: also fused vs unfused SIBP and GPU/CPU ratio
+    python tools/bench.py --layers 3072,4000,1000,4000,10 --samples 5000
+
+Each repeat runs one epoch of every method in turn (interleaved), on the same data and minibatch order;
+the table gives the median over repeats. Only update steps are timed (as ``fit``'s ``train_seconds``).
+BLAS runs on ``--threads`` threads (default 1; threadpoolctl). The matmul peak is the best of several
+float32 ``n x n @ n x n`` products measured in the same process; a method's "fraction of peak" counts
+the flops of its matrix products only.
+"""
+import argparse
+import statistics
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
+
+from sibp_np import MLP, SIBP, SGD, Adam, ProxBP, get_backend
+
+
+def matmul_peak(backend, dtype, n=1024, reps=5):
+    xp = backend.xp
+    r = np.random.default_rng(0)
+    A = backend.asarray(r.random((n, n)), dtype=dtype)
+    Bm = backend.asarray(r.random((n, n)), dtype=dtype)
+    best = float("inf")
+    for _ in range(reps):
+        backend.synchronize()
+        t = time.perf_counter()
+        A @ Bm
+        backend.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def bp_flops(layers, B):
+    """Matrix-product flops of one BP step: forward, dW for every layer, delta below the top."""
+    f = sum(2 * B * a * b for a, b in zip(layers[:-1], layers[1:]))
+    return 2 * f + sum(2 * B * a * b for a, b in zip(layers[1:-1], layers[2:]))
+
+
+def epoch_seconds(model, method, X, y, order, B):
+    be = model.backend
+    total = 0.0
+    for j in range(0, len(order), B):
+        idx = order[j:j + B]
+        Xb, yb = X[idx], y[idx]
+        be.synchronize()
+        t = time.perf_counter()
+        method.step(model, Xb, yb)
+        be.synchronize()
+        total += time.perf_counter() - t
+    return total
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", default="numpy")
+    p.add_argument("--layers", default="784,500,10")
+    p.add_argument("--samples", type=int, default=55000)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--methods", default="sgd,adam,sibp,proxbp")
+    p.add_argument("--quick", action="store_true", help="11,000 samples, 1 repeat")
+    p.add_argument("--memory", action="store_true", help="(reliability issue) not implemented yet")
+    a = p.parse_args(argv)
+    if a.memory:
+        raise SystemExit("--memory: the peak-memory measurement is not implemented yet")
+    if a.quick:
+        a.samples, a.repeats = 11000, 1
+    layers = [int(v) for v in a.layers.split(",")]
+    B = a.batch_size
+    be = get_backend(a.backend)
+    r = np.random.default_rng(0)
+    X = be.asarray(r.random((a.samples, layers[0]), dtype=np.float32), dtype=a.dtype)
+    y = be.asarray(r.integers(0, layers[-1], size=a.samples))
+    order = be.asarray(r.permutation(a.samples))
+    makers = {"sgd": lambda: SGD(lr=0.1), "adam": lambda: Adam(lr=1e-3),
+              "sibp": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5),
+              "sibp-primal": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5, weight_solver="primal"),
+              "proxbp": lambda: ProxBP(eta=1.0, lam=1.0, cg_steps=5)}
+    names = a.methods.split(",")
+    fused_pair = be.name == "cupy" and "sibp" in names
+    if fused_pair:
+        names.append("sibp-unfused")
+        makers["sibp-unfused"] = makers["sibp"]
+    with threadpool_limits(a.threads):
+        blas = [f"{i['internal_api']} {i.get('version')} ({i['num_threads']} thr)" for i in threadpool_info()]
+        peak = matmul_peak(be, a.dtype)
+        models = {n: MLP(layers, seed=0, dtype=a.dtype, backend=be) for n in names}
+        methods = {n: makers[n]() for n in names}
+        times = {n: [] for n in names}
+        for rep in range(a.repeats):
+            for n in names:
+                if be.name == "cupy":
+                    be.fused = n != "sibp-unfused"
+                times[n].append(epoch_seconds(models[n], methods[n], X, y, order, B))
+        if be.name == "cupy":
+            be.fused = True
+        # SIBP's counters, measured on a short separate pass so the timing above carries no bookkeeping
+        stats = {}
+        for n in [m for m in names if m.startswith("sibp") and m != "sibp-unfused"]:
+            m = SIBP(**{k: v for k, v in methods[n].hyperparameters().items()}, record_stats=True)
+            model = MLP(layers, seed=0, dtype=a.dtype, backend=be)
+            for j in range(0, min(50 * B, a.samples), B):
+                m.step(model, X[order[j:j + B]], y[order[j:j + B]])
+            flat = [s for step in m.stats for s in step]
+            its = sum(s["iterations"] for s in flat)
+            stats[n] = dict(matmuls=m.matmuls_last_step, design=m.matmul_design(model, B),
+                            trials=sum(s["trials"] for s in flat) / max(its, 1),
+                            rejected=sum(s["rejected"] for s in flat), flops=m.flops_last_step,
+                            forms=sorted({f"L{s['layer']}:{s['form']}" for s in flat if s["form"]}))
+    steps = -(-a.samples // B)
+    med = {n: statistics.median(v) for n, v in times.items()}
+    print(f"backend {be.name}, {a.dtype}, layers {layers}, batch {B}, {a.samples} samples "
+          f"({steps} steps/epoch), {a.repeats} interleaved repeats; BLAS: {'; '.join(blas) or 'n/a'}")
+    print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s ({a.dtype}, 1024^3)")
+    print(f"{'method':<13} {'s/epoch':>8} {'x SGD':>6} {'GFLOP/s':>8} {'% peak':>7}  notes")
+    for n in names:
+        fl = bp_flops(layers, B) if n in ("sgd", "adam") else None
+        if n in stats:
+            fl = stats[n]["flops"]
+        rate = fl * steps / med[n] if fl else None
+        note = ""
+        if n in stats:
+            s = stats[n]
+            note = (f"matmuls/step {s['matmuls']} (design {s['design']}), trials/NCG-it {s['trials']:.2f}, "
+                    f"rejected {s['rejected']}, W forms {' '.join(s['forms'])}")
+        if n == "proxbp":
+            note = "flops not counted (CG products vary)"
+        ratio = med[n] / med["sgd"] if "sgd" in med else float("nan")
+        gf = f"{rate / 1e9:8.1f}" if rate else f"{'-':>8}"
+        pk = f"{100 * rate / peak:6.1f}%" if rate else f"{'-':>7}"
+        print(f"{n:<13} {med[n]:8.3f} {ratio:6.2f} {gf} {pk}  {note}")
+    if fused_pair:
+        print(f"fused line search: sibp-unfused / sibp = {med['sibp-unfused'] / med['sibp']:.2f}")
+    return med
+
+
+if __name__ == "__main__":
+    main()
