@@ -67,6 +67,8 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32")
     p.add_argument("--methods", default="sgd,adam,sibp,proxbp")
     p.add_argument("--quick", action="store_true", help="11,000 samples, 1 repeat")
+    p.add_argument("--cpu-threads", type=int, default=1,
+                   help="with --backend cupy: BLAS threads of the CPU reference epoch (1)")
     p.add_argument("--memory", action="store_true", help="(reliability issue) not implemented yet")
     a = p.parse_args(argv)
     if a.memory:
@@ -139,6 +141,14 @@ def main(argv=None):
         print(f"{n:<13} {med[n]:8.3f} {ratio:6.2f} {gf} {pk}  {note}")
     if fused_pair:
         print(f"fused line search: sibp-unfused / sibp = {med['sibp-unfused'] / med['sibp']:.2f}")
+    if be.name == "cupy":
+        # the same epoch on the host CPU (one run), for the GPU/CPU ratio
+        cpu = get_backend("numpy")
+        Xh, yh, oh = be.to_host(X), be.to_host(y), be.to_host(order)
+        with threadpool_limits(a.cpu_threads):
+            for n in [m for m in ("sgd", "sibp") if m in names]:
+                t = epoch_seconds(MLP(layers, seed=0, dtype=a.dtype, backend=cpu), makers[n](), Xh, yh, oh, B)
+                print(f"CPU ({a.cpu_threads} BLAS thr) {n}: {t:.3f} s/epoch; GPU/CPU speed-up {t / med[n]:.1f}x")
     return med
 
 
