@@ -38,12 +38,14 @@ def check_int(name, value, minimum=None):
     return v
 
 
-def check_choice(name, value, choices):
+def check_choice(name, value, choices, what=""):
+    """``value`` lower-cased and stripped, if it is one of ``choices``; ``what`` names the kind."""
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a str, one of {', '.join(choices)}; got {_short(value)}")
     key = value.strip().lower()
     if key not in choices:
-        raise ValueError(f"{name}={value!r} is not known; choose one of {', '.join(choices)}")
+        kind = f"a known {what}" if what else "known"
+        raise ValueError(f"{name}={value!r} is not {kind}; choose one of {', '.join(choices)}")
     return key
 
 

@@ -48,7 +48,7 @@ def test_precedence_explicit_then_context_then_set_then_env(monkeypatch):
     assert get_backend("numpy").name == "numpy"
     with pytest.raises(ValueError, match="backend='jax'"):
         get_backend("jax")
-    with pytest.raises(TypeError, match="backend must be a backend name"):
+    with pytest.raises(TypeError, match="backend must be a str, one of numpy, cupy"):
         get_backend(3)
 
 

@@ -260,3 +260,15 @@ def test_sibp_handles_huge_eta_and_tiny_lam_without_hanging():
     model, X, y = small_problem(dtype="float32")
     h = fit(model, SIBP(eta=1e4, lam=1e-4), X, y, epochs=2, batch_size=10, verbose=0)
     assert h.diverged is not None or all(np.isfinite(h["train_loss"]))
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
+def test_sibp_trains_smooth_activations_through_the_generic_residual(activation):
+    r = np.random.default_rng(1)
+    X = r.normal(size=(120, 6))
+    y = (X[:, 0] - X[:, 2] > 0).astype(int)
+    model = MLP([6, 12, 2], activation=activation, seed=0, dtype="float64", init_std=0.3)
+    m = SIBP(eta=1.0, lam=1.0, record_stats=True)
+    h = fit(model, m, X, y, epochs=5, batch_size=20, verbose=0, seed=0)
+    assert h.diverged is None and h.last["train_loss"] < 0.5 * h.records[0]["train_loss"]
+    assert all(s["f"] <= s["f0"] for step in m.stats for s in step)

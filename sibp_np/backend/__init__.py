@@ -9,6 +9,7 @@ import contextlib
 import contextvars
 import os
 
+from .._validation import check_choice
 from .base import FUSED_OPS, Backend
 
 BACKENDS = ("numpy", "cupy")
@@ -25,12 +26,7 @@ __all__ = ["Backend", "FUSED_OPS", "BACKENDS", "get_backend", "set_backend", "us
 def _normalize(name, source):
     if isinstance(name, Backend):
         return name.name
-    if not isinstance(name, str):
-        raise TypeError(f"{source} must be a backend name (str), got {type(name).__name__} {name!r}")
-    key = name.strip().lower()
-    if key not in BACKENDS:
-        raise ValueError(f"{source}={name!r} is not a known backend; choose one of {', '.join(BACKENDS)}")
-    return key
+    return check_choice(source, name, BACKENDS, what="backend")
 
 
 def _instance(key):
