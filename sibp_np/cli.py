@@ -101,6 +101,9 @@ def add_train_options(p):
     p.add_argument("--stationarity", action="store_true", help="record ||dJ/dtheta|| per epoch")
     p.add_argument("--on-divergence", default="stop", choices=("stop", "raise"))
     p.add_argument("--out", default=None, help="save the history to FILE.json or FILE.h5")
+    p.add_argument("--checkpoint", default=None, help="write a resumable HDF5 checkpoint here")
+    p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (1)")
+    p.add_argument("--resume", default=None, help="resume the run saved in this checkpoint")
     p.add_argument("--quiet", action="store_true", help="no per-epoch table")
 
 
@@ -123,8 +126,9 @@ def run_train(args):
     val = data.val if len(data.y_val) else None
     history = fit(model, method, *data.train, val=val, epochs=args.epochs, batch_size=args.batch_size,
                   seed=args.seed, verbose=0 if args.quiet else 1, on_divergence=args.on_divergence,
-                  stationarity=args.stationarity)
-    history.config.update(dataset=data.name, split_seed=args.split_seed)
+                  stationarity=args.stationarity, checkpoint=args.checkpoint,
+                  checkpoint_every=args.checkpoint_every, resume=args.resume,
+                  config={"dataset": data.name, "split_seed": args.split_seed})
     if args.out:
         history.save(args.out)
         if not args.quiet:

@@ -135,7 +135,8 @@ def gradient_norm(model, X, y, chunk=4096):
 
 
 def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, seed=None, verbose=1,
-        on_divergence="stop", stationarity=False, callback=None):
+        on_divergence="stop", stationarity=False, callback=None, checkpoint=None, checkpoint_every=1,
+        resume=None, config=None):
     """Train ``model`` with ``method`` for ``epochs`` passes over ``(X, y)``.
 
     Parameters
@@ -161,6 +162,16 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         Also record ``grad_norm = ||dJ/dtheta||`` on the training set after each epoch.
     callback : callable, optional
         ``callback(record)`` after each epoch's record.
+    checkpoint : path, optional
+        Write an HDF5 checkpoint (atomically) every ``checkpoint_every`` epochs and at the end.
+    resume : path, optional
+        Continue the run saved in this checkpoint: parameters, method state, shuffling state and
+        history are restored, and training goes on up to ``epochs`` epochs in all. The model, method
+        and batch size must match the checkpoint's (a :class:`~sibp_np.checkpoint.CheckpointError`
+        names the first difference). On the NumPy backend with a fixed BLAS thread count, a resumed run
+        is bitwise equal to an uninterrupted one.
+    config : dict, optional
+        Extra configuration recorded in the history and checkpoints (e.g. dataset name, split seed).
 
     Returns
     -------
@@ -184,15 +195,16 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         if not isinstance(val, (tuple, list)) or len(val) != 2:
             raise TypeError("val must be a pair (X_val, y_val)")
         Xv, yv = model.check_Xy(*val)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
     rng = np.random.default_rng(seed)
-    xp = model.xp
 
     history = History({
         "layer_sizes": list(model.layer_sizes), "activation": model.activation.name,
         "dtype": model.dtype.name, "backend": model.backend.name, "loss": model.loss.name,
         "method": getattr(method, "name", type(method).__name__),
         "hyperparameters": method.hyperparameters() if hasattr(method, "hyperparameters") else {},
-        "epochs": epochs, "batch_size": batch_size, "shuffle": shuffle, "seed": seed, "n_train": n,
+        "batch_size": batch_size, "shuffle": shuffle, "seed": seed, "n_train": n,
+        **(config or {}),
     })
 
     def record(epoch, iterations, batch_losses, seconds, elapsed):
@@ -210,11 +222,34 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         if verbose:
             _print_record(rec, header=len(history) == 1)
 
-    record(0, 0, [], 0.0, 0.0)
-    iterations, elapsed = 0, 0.0
+    start, iterations, elapsed = 1, 0, 0.0
+    if resume is not None:
+        from .checkpoint import check_compatible, load_checkpoint
+        ckpt = load_checkpoint(resume)
+        check_compatible(ckpt, history.config, resume)
+        model.set_params(ckpt["params"])
+        method.load_state_dict(ckpt["method_state"], model.backend)
+        rng.bit_generator.state = ckpt["rng_state"]
+        old = History.from_dict(ckpt["history"])
+        history.records, history.diverged = old.records, old.diverged
+        start, iterations = ckpt["epoch"] + 1, ckpt["iteration"]
+        elapsed = history.last.get("elapsed_seconds") or 0.0
+        if verbose:
+            print(f"resumed from {resume} after epoch {ckpt['epoch']} (iteration {iterations})")
+        if history.diverged is not None:
+            return history
+    else:
+        record(0, 0, [], 0.0, 0.0)
+
+    def save(epoch):
+        if checkpoint is not None:
+            from .checkpoint import save_checkpoint
+            save_checkpoint(checkpoint, model, method, rng=rng, epoch=epoch, iteration=iterations,
+                            history=history)
+
     show_bar = verbose > 0 and sys.stderr.isatty()
     n_batches = -(-n // batch_size)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(start, epochs + 1):
         order = rng.permutation(n) if shuffle else np.arange(n)
         order_dev = model.backend.asarray(order)
         batch_losses, seconds = [], 0.0
@@ -244,13 +279,15 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
                     print(f"diverged at epoch {epoch}, iteration {iterations}: {reason}")
                 if on_divergence == "raise":
                     raise TrainingDiverged(info)
-                return history
+                return history  # the last checkpoint keeps the last finite state
             if show_bar and (j % 20 == 0 or j == n_batches - 1):
                 _progress(epoch, j + 1, n_batches, loss)
         if show_bar:
             sys.stderr.write("\r" + " " * 70 + "\r")
         elapsed += seconds
         record(epoch, iterations, batch_losses, seconds, elapsed)
+        if epoch % checkpoint_every == 0 or epoch == epochs:
+            save(epoch)
     return history
 
 

@@ -1,0 +1,135 @@
+"""Checkpoints: one HDF5 file with everything needed to resume a run exactly.
+
+Contents: the model's parameters, the method's state (momentum buffers, moments, step counters), the
+shuffling generator's state, the epoch and iteration, the history so far, the configuration (layer sizes,
+activation, dtype, loss, method and hyperparameters, batch size, and whatever the caller adds, such as
+the dataset name and split seed) and the package version.
+
+Writes are atomic: the file is written under a temporary name in the same folder, flushed and fsynced,
+then moved over the old one with ``os.replace``; a crash at any moment leaves the old checkpoint or the
+new one, never a broken file.
+"""
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+
+FORMAT = "sibp_np-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or that does not match the run it should resume."""
+
+
+def _json(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    return str(o)
+
+
+def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
+    """Write a checkpoint to ``path`` atomically (see the module docstring)."""
+    import h5py
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["sibp_np_version"] = __version__
+            f.attrs["epoch"] = int(epoch)
+            f.attrs["iteration"] = int(iteration)
+            f.attrs["rng_state"] = json.dumps(rng.bit_generator.state, default=_json)
+            f.attrs["config"] = json.dumps(history.config, default=_json)
+            f.attrs["history"] = json.dumps(history.to_dict(), default=_json)
+            g = f.create_group("model")
+            for k, v in model.get_params().items():
+                g.create_dataset(k, data=v)
+            s = f.create_group("method_state")
+            scalars = {}
+            for k, v in method.state_dict(model.backend).items():
+                if isinstance(v, np.ndarray):
+                    s.create_dataset(k, data=v)
+                else:
+                    scalars[k] = v
+            s.attrs["scalars"] = json.dumps(scalars, default=_json)
+            f.flush()
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        try:  # make the rename itself durable
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def load_checkpoint(path):
+    """Read and validate a checkpoint; returns a dict (``params``, ``method_state``, ``rng_state``,
+    ``epoch``, ``iteration``, ``history``, ``config``, ``version``).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    CheckpointError
+        Not an HDF5 file, truncated, or not a sibp_np checkpoint.
+    """
+    import h5py
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise CheckpointError(f"checkpoint {path} is not a readable HDF5 file (truncated or not a "
+                              f"checkpoint): {exc}") from exc
+    try:
+        with f:
+            if f.attrs.get("format") != FORMAT:
+                raise CheckpointError(f"{path} is an HDF5 file but not a sibp_np checkpoint")
+            out = {
+                "params": {k: f["model"][k][()] for k in f["model"]},
+                "method_state": {k: f["method_state"][k][()] for k in f["method_state"]},
+                "rng_state": json.loads(f.attrs["rng_state"]),
+                "epoch": int(f.attrs["epoch"]),
+                "iteration": int(f.attrs["iteration"]),
+                "history": json.loads(f.attrs["history"]),
+                "config": json.loads(f.attrs["config"]),
+                "version": str(f.attrs["sibp_np_version"]),
+            }
+            out["method_state"].update(json.loads(f["method_state"].attrs["scalars"]))
+            return out
+    except CheckpointError:
+        raise
+    except Exception as exc:  # a damaged file: missing groups, unreadable datasets
+        raise CheckpointError(f"checkpoint {path} is damaged: {type(exc).__name__}: {exc}") from exc
+
+
+#: configuration keys that must agree between a checkpoint and the run that resumes it
+MATCH_KEYS = ("layer_sizes", "activation", "dtype", "loss", "method", "hyperparameters", "batch_size",
+              "n_train", "shuffle")
+
+
+def check_compatible(ckpt, config, path):
+    """Raise :class:`CheckpointError` naming the first configuration key that differs."""
+    saved = ckpt["config"]
+    now = json.loads(json.dumps(config, default=_json))
+    for key in MATCH_KEYS + tuple(k for k in ("dataset", "split_seed") if k in saved or k in now):
+        if saved.get(key) != now.get(key):
+            raise CheckpointError(f"checkpoint {path} does not match this run: {key} is "
+                                  f"{saved.get(key)!r} in the checkpoint but {now.get(key)!r} now")
