@@ -39,6 +39,11 @@ def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
     """Write a checkpoint to ``path`` atomically (see the module docstring)."""
     import h5py
     path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+        try:
+            stale.unlink()
+        except OSError:
+            pass
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
