@@ -56,6 +56,54 @@ def epoch_seconds(model, method, X, y, order, B):
     return total
 
 
+MEMORY_SCRIPT = r"""
+import json, resource, sys
+import numpy as np
+from sibp_np import MLP, fit, get_method
+name, steps, n, layers = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+kw = {"sgd": {"lr": 0.1}, "adam": {}, "rmsprop": {}, "sibp": {}, "proxbp": {}}[name]
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # interpreter + imports
+r = np.random.default_rng(0)
+X = r.random((n, layers[0]), dtype=np.float32)
+y = r.integers(0, layers[-1], size=n)
+model = MLP(layers, seed=0)
+method = get_method(name, **kw)
+# fit with epochs=0 runs fit's whole set-up and its chunked full-set evaluation; then minibatch steps
+fit(model, method, X, y, epochs=0, batch_size=100, verbose=0)
+order = r.permutation(n)
+for j in range(steps):
+    idx = order[j * 100:(j + 1) * 100]
+    method.step(model, X[idx], y[idx])
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+state = sum(v.nbytes for v in method.state.values() if hasattr(v, "nbytes"))
+print(json.dumps({"base": base, "peak": peak, "data": X.nbytes + y.nbytes,
+                  "params": sum(p.nbytes for p in model.params()), "state": state}))
+"""
+
+
+def memory_report(a):
+    """Peak RSS of fit (minus the bare interpreter's) against data + parameters + optimizer state."""
+    import json
+    import subprocess
+    import sys
+    layers = [3072, 4000, 1000, 4000, 10] if a.layers == "784,500,10" else \
+        [int(v) for v in a.layers.split(",")]
+    n = 45000 if a.samples == 55000 else a.samples
+    print(f"peak memory of fit: layers {layers}, {n} random float32 samples, batch 100, "
+          f"{a.memory_steps} steps after the full-set evaluation (ru_maxrss of a fresh subprocess, "
+          f"minus the interpreter's own)")
+    print(f"{'method':<8} {'data MB':>8} {'params MB':>9} {'state MB':>8} {'peak-base MB':>12} {'ratio':>6}")
+    for name in a.methods.split(","):
+        out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, name, str(a.memory_steps), str(n),
+                              json.dumps(layers)], capture_output=True, text=True, check=True)
+        m = json.loads(out.stdout.strip().splitlines()[-1])
+        budget = m["data"] + m["params"] + m["state"]
+        used = m["peak"] - m["base"]
+        print(f"{name:<8} {m['data'] / 2**20:8.1f} {m['params'] / 2**20:9.1f} {m['state'] / 2**20:8.1f} "
+              f"{used / 2**20:12.1f} {used / budget:6.2f}", flush=True)
+    print("ratio = (peak - base) / (data + params + state); the goal is at most 2.5")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="numpy")
@@ -69,10 +117,14 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="11,000 samples, 1 repeat")
     p.add_argument("--cpu-threads", type=int, default=1,
                    help="with --backend cupy: BLAS threads of the CPU reference epoch (1)")
-    p.add_argument("--memory", action="store_true", help="(reliability issue) not implemented yet")
+    p.add_argument("--memory", action="store_true",
+                   help="peak memory of fit on 3072-4000-1000-4000-10 with 45,000 random CIFAR-shaped "
+                        "float32 samples, batch 100, per method (each in its own subprocess)")
+    p.add_argument("--memory-steps", type=int, default=20,
+                   help="minibatch steps after fit's full-set evaluation in --memory (20)")
     a = p.parse_args(argv)
     if a.memory:
-        raise SystemExit("--memory: the peak-memory measurement is not implemented yet")
+        return memory_report(a)
     if a.quick:
         a.samples, a.repeats = 11000, 1
     layers = [int(v) for v in a.layers.split(",")]
