@@ -1,0 +1,203 @@
+"""Every public entry point against wrong types, shapes, dtypes, values and files (one table), and a
+property test: random small problems through every method either train with finite numbers or raise
+one of the documented errors."""
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sibp_np import MLP, SGD, SIBP, Adam, ProxBP, RMSprop, fit, get_method, load_dataset
+from sibp_np.checkpoint import CheckpointError, load_checkpoint
+from sibp_np.cli import main
+from sibp_np.datasets import read_cifar10_batch, read_idx, save_h5
+
+R = np.random.default_rng(0)
+X = R.random((20, 6))
+Y = R.integers(0, 3, size=20)
+
+
+def model():
+    return MLP([6, 5, 3], seed=0)
+
+
+def idx_file(tmp, data):
+    p = tmp / "f.idx"
+    p.write_bytes(data)
+    return p
+
+
+def cifar_file(tmp, d):
+    p = tmp / "b"
+    with open(p, "wb") as fh:
+        pickle.dump(d, fh)
+    return p
+
+
+def cli(*argv):
+    rc = main(list(argv))
+    if rc == 2:
+        raise ValueError("cli exit 2")
+    return rc
+
+
+# (id, callable taking tmp_path, exception, message pattern)
+CASES = [
+    # MLP
+    ("mlp-one-layer", lambda t: MLP([6]), ValueError, "at least 2 entries"),
+    ("mlp-zero-width", lambda t: MLP([6, 0, 3]), ValueError, r"layer_sizes\[1\] must be a positive width"),
+    ("mlp-negative-width", lambda t: MLP([6, -2, 3]), ValueError, r"layer_sizes\[1\] must be a positive"),
+    ("mlp-float-width", lambda t: MLP([6, 5.0, 3]), TypeError, r"layer_sizes\[1\] must be an integer"),
+    ("mlp-string-sizes", lambda t: MLP("6,5,3"), TypeError, "sequence of ints"),
+    ("mlp-activation", lambda t: MLP([6, 3], activation="elu"), ValueError, "activation='elu'"),
+    ("mlp-identity", lambda t: MLP([6, 3], activation="identity"), ValueError, "linear"),
+    ("mlp-dtype", lambda t: MLP([6, 3], dtype="int32"), ValueError, "dtype must be 'float32' or 'float64'"),
+    ("mlp-float16", lambda t: MLP([6, 3], dtype=np.float16), ValueError, "got <class 'numpy.float16'>"),
+    ("mlp-init-std", lambda t: MLP([6, 3], init_std=-1), ValueError, "init_std must be a finite number > 0"),
+    ("mlp-init", lambda t: MLP([6, 3], init="orthogonal"), ValueError, "init='orthogonal'"),
+    ("mlp-backend", lambda t: MLP([6, 3], backend="tpu"), ValueError, "backend='tpu'"),
+    ("mlp-loss", lambda t: MLP([6, 3], loss="hinge"), ValueError, "loss='hinge'"),
+    ("mlp-assign-shape", lambda t: model().weights.__setitem__(0, np.ones((6, 5))), ValueError,
+     r"weights\[0\] must have shape \(5, 6\)"),
+    ("mlp-assign-index", lambda t: model().biases.__setitem__(5, np.ones(3)), IndexError, "has 2 layers"),
+    ("predict-features", lambda t: model().predict(np.ones((2, 5))), ValueError, "X has 5 features"),
+    ("evaluate-nan", lambda t: model().evaluate(np.full((2, 6), np.nan), [0, 1]), ValueError, "NaN or inf"),
+    ("predict-proba-3d", lambda t: model().predict_proba(np.ones((2, 6, 1))), ValueError, "must be 2-D"),
+    # fit
+    ("fit-float16", lambda t: fit(model(), SGD(lr=0.1), X.astype(np.float16), Y, epochs=1, verbose=0),
+     TypeError, "X has dtype float16"),
+    ("fit-onehot-wrong-width", lambda t: fit(model(), SGD(lr=0.1), X, np.eye(4)[Y], epochs=1, verbose=0),
+     ValueError, "one-hot targets are not accepted"),
+    ("fit-labels-range", lambda t: fit(model(), SGD(lr=0.1), X, Y + 3, epochs=1, verbose=0), ValueError,
+     r"labels in \[3, 5\] but the model has 3 classes"),
+    ("fit-lengths", lambda t: fit(model(), SGD(lr=0.1), X, Y[:5], epochs=1, verbose=0), ValueError,
+     "different lengths: 20 and 5"),
+    ("fit-empty", lambda t: fit(model(), SGD(lr=0.1), X[:0], Y[:0], epochs=1, verbose=0), ValueError,
+     "X is empty"),
+    ("fit-batch-too-large", lambda t: fit(model(), SGD(lr=0.1), X, Y, epochs=1, batch_size=21, verbose=0),
+     ValueError, "batch_size=21 is larger than the training set"),
+    ("fit-batch-zero", lambda t: fit(model(), SGD(lr=0.1), X, Y, epochs=1, batch_size=0, verbose=0),
+     ValueError, "batch_size must be >= 1"),
+    ("fit-epochs-negative", lambda t: fit(model(), SGD(lr=0.1), X, Y, epochs=-3, verbose=0), ValueError,
+     "epochs must be >= 0"),
+    ("fit-epochs-str", lambda t: fit(model(), SGD(lr=0.1), X, Y, epochs="2", verbose=0), TypeError,
+     "epochs must be an integer"),
+    ("fit-val-shape", lambda t: fit(model(), SGD(lr=0.1), X, Y, val=X, epochs=1, batch_size=5, verbose=0), TypeError,
+     "val must be a pair"),
+    ("fit-not-a-method", lambda t: fit(model(), "sgd", X, Y, epochs=1, verbose=0), TypeError,
+     "method must have a step"),
+    ("fit-checkpoint-every", lambda t: fit(model(), SGD(lr=0.1), X, Y, epochs=1, verbose=0,
+                                           batch_size=5, checkpoint_every=0), ValueError, "checkpoint_every must be >= 1"),
+    ("fit-resume-missing", lambda t: fit(model(), SGD(lr=0.1), X, Y, epochs=1, verbose=0,
+                                         batch_size=5, resume=t / "none.h5"), FileNotFoundError, "does not exist"),
+    # method constructors
+    ("sgd-lr-zero", lambda t: SGD(lr=0), ValueError, "lr must be a finite number > 0, got 0"),
+    ("sgd-lr-nan", lambda t: SGD(lr=float("nan")), ValueError, "lr must be a finite number > 0, got nan"),
+    ("sgd-momentum-negative", lambda t: SGD(lr=0.1, momentum=-0.5), ValueError, "momentum must be"),
+    ("adam-lr-inf", lambda t: Adam(lr=float("inf")), ValueError, "lr must be a finite number > 0, got inf"),
+    ("adam-betas", lambda t: Adam(betas=(1.2, 0.9)), ValueError, r"betas\[0\] must lie in \[0, 1\)"),
+    ("adam-eps", lambda t: Adam(eps=0), ValueError, "eps must be a finite number > 0"),
+    ("rmsprop-alpha", lambda t: RMSprop(alpha=1.0), ValueError, r"alpha must lie in \[0, 1\)"),
+    ("rmsprop-lr-list", lambda t: RMSprop(lr=[0.1]), TypeError, "lr must be a real number, got list"),
+    ("sibp-eta", lambda t: SIBP(eta=-1), ValueError, "eta must be a finite number > 0, got -1"),
+    ("sibp-lam-bool", lambda t: SIBP(lam=True), TypeError, "lam must be a real number, got bool"),
+    ("sibp-cg", lambda t: SIBP(cg_steps=0), ValueError, "cg_steps must be >= 1"),
+    ("sibp-weight-solver", lambda t: SIBP(weight_solver="qr"), ValueError, "weight_solver='qr'"),
+    ("proxbp-solve", lambda t: ProxBP(solve="lsqr"), ValueError, "solve='lsqr'"),
+    ("proxbp-optimizer", lambda t: ProxBP(optimizer=object()), TypeError, "optimizer must be"),
+    ("get-method", lambda t: get_method("lbfgs"), ValueError, "method='lbfgs' is not known"),
+    ("get-method-kwarg", lambda t: get_method("sgd", lr=0.1, eta=1), TypeError, "eta"),
+    # method steps
+    ("step-sgd-features", lambda t: SGD(lr=0.1).step(model(), X[:, :4], Y), ValueError, "X has 4 features"),
+    ("step-sibp-labels", lambda t: SIBP().step(model(), X, Y.astype(float) + 0.5), TypeError,
+     "integer class labels"),
+    ("step-proxbp-inf", lambda t: ProxBP().step(model(), np.full((3, 6), np.inf), [0, 1, 2]), ValueError,
+     "NaN or inf"),
+    ("step-adam-strings", lambda t: Adam().step(model(), "X", Y), TypeError, "X must be an array"),
+    ("step-rmsprop-2d-y", lambda t: RMSprop().step(model(), X, Y[:, None]), ValueError, "must be 1-D"),
+    # datasets and readers
+    ("dataset-name", lambda t: load_dataset("svhn"), ValueError, "dataset='svhn' is not known"),
+    ("dataset-type", lambda t: load_dataset(None), TypeError, "name must be a dataset name"),
+    ("dataset-split-seed", lambda t: load_dataset("mnist-5k", split_seed=-1), ValueError, "split_seed"),
+    ("dataset-dtype", lambda t: load_dataset("mnist-5k", dtype="float16"), ValueError, "dtype"),
+    ("dataset-missing", lambda t: load_dataset("mnist", root=t), FileNotFoundError, "not found: need"),
+    ("dataset-h5-missing", lambda t: load_dataset(str(t / "none.h5")), FileNotFoundError, "does not exist"),
+    ("dataset-h5-keys", lambda t: (save_h5(t / "k.h5", X=X), load_dataset(str(t / "k.h5"))), ValueError,
+     "missing dataset"),
+    ("idx-empty", lambda t: read_idx(idx_file(t, b"")), ValueError, "bad magic number"),
+    ("idx-type", lambda t: read_idx(idx_file(t, b"\x00\x00\x07\x01\x00\x00\x00\x01\x00")), ValueError,
+     "unknown IDX element type 0x07"),
+    ("idx-header", lambda t: read_idx(idx_file(t, b"\x00\x00\x08\x03\x00\x00")), ValueError,
+     "header is truncated"),
+    ("idx-long", lambda t: read_idx(idx_file(t, b"\x00\x00\x08\x01\x00\x00\x00\x01\x05\x06")), ValueError,
+     "1 bytes of data"),
+    ("cifar-keys", lambda t: read_cifar10_batch(cifar_file(t, {b"data": np.zeros((1, 3072), np.uint8)})),
+     ValueError, r"missing key\(s\) \['labels'\]"),
+    ("cifar-shape", lambda t: read_cifar10_batch(cifar_file(t, {b"data": np.zeros((2, 10)),
+                                                                b"labels": [0, 1]})), ValueError,
+     r"expected data of shape \(n, 3072\)"),
+    ("cifar-not-dict", lambda t: read_cifar10_batch(cifar_file(t, [1, 2])), ValueError, "is a dict"),
+    # checkpoint loader
+    ("ckpt-text", lambda t: load_checkpoint(idx_file(t, b"not hdf5")), CheckpointError,
+     "not a readable HDF5 file"),
+    ("ckpt-missing", lambda t: load_checkpoint(t / "nope.h5"), FileNotFoundError, "does not exist"),
+    # CLI (exit status 2 with one line on stderr)
+    ("cli-method", lambda t: cli("--method", "newton"), ValueError, "cli exit 2"),
+    ("cli-lr", lambda t: cli("--method", "sgd", "--lr", "nan"), ValueError, "cli exit 2"),
+    ("cli-batch", lambda t: cli("--batch-size", "0"), ValueError, "cli exit 2"),
+    ("cli-dataset", lambda t: cli("--dataset", "mnist", "--data-root", str(t)), ValueError, "cli exit 2"),
+    ("cli-resume", lambda t: cli("--resume", str(t / "x.h5")), ValueError, "cli exit 2"),
+    ("cli-dtype", lambda t: cli("--dtype", "float16"), ValueError, "cli exit 2"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(case, tmp_path, capsys):
+    _, call, exc, match = case
+    with pytest.raises(exc, match=match):
+        call(tmp_path)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+
+
+def test_the_table_is_large():
+    assert len(CASES) >= 60
+
+
+@pytest.mark.parametrize("make", [np.asfortranarray, lambda a: a.tolist(),
+                                  lambda a: np.repeat(a, 2, axis=1)[:, ::2], lambda a: a.astype(np.int64)])
+def test_inputs_that_work_correctly(make):
+    Xi = (X * 10).round()
+    m1, m2 = model(), model()
+    SGD(lr=0.1).step(m1, Xi, Y)
+    SGD(lr=0.1).step(m2, make(Xi), list(Y) if isinstance(make(Xi), list) else Y)
+    for a, b in zip(m1.params(), m2.params()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+METHOD_MAKERS = {
+    "sgd": lambda h: SGD(lr=h), "adam": lambda h: Adam(lr=h / 100), "rmsprop": lambda h: RMSprop(lr=h / 100),
+    "proxbp": lambda h: ProxBP(eta=h, lam=1.0 / h), "sibp": lambda h: SIBP(eta=h, lam=1.0 / h),
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(sorted(METHOD_MAKERS)),
+       sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+       n=st.integers(1, 12), batch=st.integers(1, 12), h=st.floats(1e-3, 1e3),
+       dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 10))
+def test_property_every_method_trains_finite_or_reports(name, sizes, n, batch, h, dtype, seed):
+    r = np.random.default_rng(seed)
+    Xp = r.normal(size=(n, sizes[0])) * 3
+    yp = r.integers(0, sizes[-1], size=n)
+    m = MLP(sizes, seed=seed, dtype=dtype, init_std=0.5)
+    try:
+        hist = fit(m, METHOD_MAKERS[name](h), Xp, yp, epochs=2, batch_size=batch, verbose=0)
+    except ValueError as exc:
+        assert batch > n and "larger than the training set" in str(exc)
+        return
+    if hist.diverged is None:
+        assert all(np.isfinite(hist["train_loss"])) and m.params_finite()
+    else:
+        assert hist.diverged["method"] == name and hist.diverged["epoch"] in (1, 2)
