@@ -1,4 +1,5 @@
-"""Experiment commands that reproduce the paper: ``sibp-np table1`` (Table 1).
+"""Experiment commands that reproduce the paper: ``sibp-np table1`` (Table 1) and
+``sibp-np figure {2,3,4,5}`` (analogues of Figures 2-5).
 
 Run r of every method starts from the same initial weights (``seed + r``) and sees the same minibatches
 (shuffling seeded by ``seed + r``), so the methods differ only in the method.
@@ -32,6 +33,28 @@ PAPER_TABLE1 = {
 }
 
 
+#: Figures: (title, hidden widths, x axis, [(label, method, default hyperparameters, tuning grid)]).
+#: SIBP's settings are the paper's where it gives them (eta = 0.1 in Fig. 2) and our Table-1 best
+#: (eta = 1, lam = 1) elsewhere; the baselines' steps are "carefully chosen" with --tune.
+FIGURES = {
+    "2": ("Figure 2: SIBP vs ProxBP vs Adam", [2000, 500], "epochs", [
+        ("SIBP", "sibp", {"eta": 0.1, "lam": 1.0}, None),
+        ("ProxBP", "proxbp", {"eta": 0.1, "lam": 1.0}, ("eta", (0.1, 1.0, 10.0))),
+        ("Adam", "adam", {"lr": 1e-3}, ("lr", (1e-4, 3e-4, 1e-3, 3e-3)))]),
+    "3": ("Figure 3: SIBP vs SGD vs Adam vs RMSprop", [4000, 1000, 4000], "epochs", [
+        ("SIBP", "sibp", {"eta": 1.0, "lam": 1.0}, None),
+        ("SGD", "sgd", {"lr": 0.1}, ("lr", (0.01, 0.1, 1.0))),
+        ("Adam", "adam", {"lr": 1e-3}, ("lr", (1e-4, 3e-4, 1e-3))),
+        ("RMSprop", "rmsprop", {"lr": 1e-3}, ("lr", (1e-4, 3e-4, 1e-3)))]),
+    "4": ("Figure 4: deep network, SIBP vs SGD vs Adam", [600] * 10, "seconds", [
+        ("SIBP", "sibp", {"eta": 1.0, "lam": 1.0}, None),
+        ("SGD", "sgd", {"lr": 0.1}, ("lr", (0.01, 0.1, 1.0))),
+        ("Adam", "adam", {"lr": 1e-3}, ("lr", (1e-4, 3e-4, 1e-3)))]),
+    "5": ("Figure 5: SIBP with 1, 2, 3, 5, 10 NCG steps", [4000, 1000, 4000], "seconds", [
+        (f"SIBP cg={k}", "sibp", {"eta": 1.0, "lam": 1.0, "cg_steps": k}, None) for k in (1, 2, 3, 5, 10)]),
+}
+
+
 def add_commands(sub):
     p = sub.add_parser("table1", help="the paper's Table 1: every method over the step-size grid",
                        description="Reproduce Table 1: train/validation accuracy (mean ± std over runs) "
@@ -53,6 +76,33 @@ def add_commands(sub):
     p.add_argument("--out", default="table1_out", help="folder for table1.md/.json/.h5")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(handler=run_table1)
+
+    f = sub.add_parser("figure", help="analogues of the paper's Figures 2-5 (PNG plots + histories)",
+                       description="Train the methods of one of the paper's figures and plot training "
+                       "loss, training accuracy and validation accuracy against epochs and seconds.")
+    f.add_argument("number", choices=sorted(FIGURES), help="which figure")
+    f.add_argument("--dataset", default="mnist-5k")
+    f.add_argument("--data-root", default=None)
+    f.add_argument("--widths", default=None,
+                   help="hidden widths, e.g. 1000,250 (default: the paper's); the input width always "
+                        "follows the data")
+    f.add_argument("--epochs", type=int, default=3)
+    f.add_argument("--time-budget", type=float, default=None,
+                   help="seconds of training per method (figures 4 and 5 plot against time)")
+    f.add_argument("--eval-every", type=int, default=None, help="iterations between records")
+    f.add_argument("--train-eval-size", type=int, default=None,
+                   help="training metrics on a fixed subset of this size (cheaper curves)")
+    f.add_argument("--batch-size", type=int, default=100)
+    f.add_argument("--init-std", type=float, default=0.01)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--dtype", default="float32")
+    f.add_argument("--backend", default=None)
+    f.add_argument("--tune", action="store_true",
+                   help="choose each baseline's step on a held-out split (1 epoch on up to 10,000 "
+                        "training samples, judged on the last 20%% of them) before the runs")
+    f.add_argument("--out", default=None, help="folder (default figureN_out)")
+    f.add_argument("--quiet", action="store_true")
+    f.set_defaults(handler=run_figure)
     return sub
 
 
@@ -155,3 +205,125 @@ def format_table1(meta, rows):
                 lines.append(f"| {row['label']} (train) | " + " | ".join(f"{x:.4f}" for x in paper[0]) + " |")
                 lines.append(f"| {row['label']} (val) | " + " | ".join(f"{x:.4f}" for x in paper[1]) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _tune(name, defaults, grid, data, layers, args):
+    """Best value of ``grid[0]`` (by held-out accuracy after 1 epoch) on a split of the training set."""
+    from .methods import get_method
+    from .model import MLP
+    from .train import fit
+    key, values = grid
+    n = min(10000, len(data.y_train))
+    cut = int(0.8 * n)
+    Xt, yt = data.X_train[:cut], data.y_train[:cut]
+    Xh, yh = data.X_train[cut:n], data.y_train[cut:n]
+    scores = {}
+    for v in values:
+        model = MLP(layers, seed=args.seed, dtype=args.dtype, backend=args.backend, init_std=args.init_std)
+        h = fit(model, get_method(name, **{**defaults, key: v}), Xt, yt, val=(Xh, yh), epochs=1,
+                batch_size=args.batch_size, seed=args.seed, verbose=0)
+        scores[v] = -1.0 if h.diverged is not None else h.last["val_acc"]
+    best = max(values, key=lambda v: scores[v])
+    return {**defaults, key: best}, {"parameter": key, "scores": {f"{v:g}": scores[v] for v in values},
+                                     "chosen": best}
+
+
+def run_figure(args):
+    from .datasets import load_dataset
+    from .methods import get_method
+    from .model import MLP
+    from .train import fit
+    title, widths, xaxis, runs = FIGURES[args.number]
+    data = load_dataset(args.dataset, root=args.data_root, dtype=args.dtype)
+    hidden = [int(v) for v in args.widths.split(",")] if args.widths else widths
+    layers = [data.n_features] + hidden + [data.n_classes]
+    notes = []
+    paper_in = 784 if args.number == "4" else 3072
+    if data.n_features != paper_in:
+        notes.append(f"the paper's input width is {paper_in}; here the first width follows the data "
+                     f"({data.n_features}, {data.name})")
+    if hidden != widths:
+        notes.append(f"hidden widths scaled from the paper's {widths} to {hidden}")
+    out = args.out or f"figure{args.number}_out"
+    os.makedirs(out, exist_ok=True)
+    if not args.quiet:
+        print(f"{title}: layers {layers}, {data!r}")
+        for note in notes:
+            print(f"note: {note}")
+    results = []
+    for label, name, defaults, grid in runs:
+        hyper, tuning = dict(defaults), None
+        if args.tune and grid is not None:
+            hyper, tuning = _tune(name, defaults, grid, data, layers, args)
+            if not args.quiet:
+                print(f"tuned {label}: {tuning}")
+        model = MLP(layers, seed=args.seed, dtype=args.dtype, backend=args.backend, init_std=args.init_std)
+        h = fit(model, get_method(name, **hyper), *data.train, val=data.val if len(data.y_val) else None,
+                epochs=args.epochs if args.time_budget is None else 10 ** 6, batch_size=args.batch_size,
+                seed=args.seed, verbose=0, eval_every=args.eval_every, time_budget=args.time_budget,
+                train_eval_size=args.train_eval_size)
+        h.config.update(label=label, tuning=tuning, dataset=data.name)
+        h.save(os.path.join(out, f"{_slug(label)}.json"))
+        results.append((label, h))
+        if not args.quiet:
+            last = h.last
+            print(f"  {label:<12} {name} {hyper}: epochs {last['epoch_float']:.2f}, "
+                  f"{last['elapsed_seconds']:.1f} s, train loss {last['train_loss']:.4f}, train acc "
+                  f"{last['train_acc']:.4f}, val acc {_f(last['val_acc'])}"
+                  + (f", DIVERGED {h.diverged}" if h.diverged else ""), flush=True)
+    meta = {"figure": args.number, "title": title, "layers": layers, "dataset": data.name, "notes": notes,
+            "x_axis": xaxis, "epochs": args.epochs, "time_budget": args.time_budget,
+            "batch_size": args.batch_size, "seed": args.seed, "init_std": args.init_std,
+            "runs": [{"label": lab, "method": h.config["method"], "hyperparameters": h.config["hyperparameters"],
+                      "tuning": h.config["tuning"], "final": h.last, "diverged": h.diverged}
+                     for lab, h in results]}
+    with open(os.path.join(out, f"figure{args.number}.json"), "w") as fh:
+        json.dump(meta, fh, indent=1, default=str)
+    png = plot_figure(results, meta, os.path.join(out, f"figure{args.number}.png"))
+    if not args.quiet:
+        print(f"wrote {png or '(no plot: matplotlib missing)'} and the histories in {out}")
+    return 0
+
+
+def _slug(label):
+    return "".join(c if c.isalnum() else "_" for c in label).strip("_").lower()
+
+
+def _f(v):
+    return "-" if v is None else f"{v:.4f}"
+
+
+def plot_figure(results, meta, path):
+    """Two rows (against epochs, against seconds) by three panels (training loss, training accuracy,
+    validation accuracy). Returns the path, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed (pip install 'sibp_np[plot]'): no PNG written")
+        return None
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    for label, h in results:
+        for row, xkey in enumerate(("epoch_float", "elapsed_seconds")):
+            x = h[xkey]
+            for col, key in enumerate(("train_loss", "train_acc", "val_acc")):
+                yv = [np.nan if v is None else v for v in h[key]]
+                axes[row, col].plot(x, yv, marker=".", label=label)
+    names = {"train_loss": "training loss", "train_acc": "training accuracy", "val_acc": "validation accuracy"}
+    for row, xl in enumerate(("epochs", "training seconds")):
+        for col, key in enumerate(("train_loss", "train_acc", "val_acc")):
+            ax = axes[row, col]
+            ax.set_xlabel(xl)
+            ax.set_ylabel(names[key])
+            ax.grid(alpha=0.3)
+            if key == "train_loss":
+                ax.set_yscale("log")
+    axes[0, 0].legend()
+    sub = f"{meta['dataset']}, layers {'-'.join(map(str, meta['layers']))}, batch {meta['batch_size']}"
+    fig.suptitle(f"{meta['title']} ({sub})" + ("\n" + "; ".join(meta["notes"]) if meta["notes"] else ""),
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

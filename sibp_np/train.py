@@ -136,7 +136,7 @@ def gradient_norm(model, X, y, chunk=4096):
 
 def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, seed=None, verbose=1,
         on_divergence="stop", stationarity=False, callback=None, checkpoint=None, checkpoint_every=1,
-        resume=None, config=None):
+        resume=None, config=None, eval_every=None, time_budget=None, train_eval_size=None):
     """Train ``model`` with ``method`` for ``epochs`` passes over ``(X, y)``.
 
     Parameters
@@ -172,6 +172,14 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         is bitwise equal to an uninterrupted one.
     config : dict, optional
         Extra configuration recorded in the history and checkpoints (e.g. dataset name, split seed).
+    eval_every : int, optional
+        Also take a record every ``eval_every`` iterations inside an epoch (for curves against time);
+        such records have ``epoch`` = the epoch in progress and ``epoch_float`` = iterations per epoch.
+    time_budget : float, optional
+        Stop (with a final record) once ``train_seconds`` in all exceed this many seconds.
+    train_eval_size : int, optional
+        Compute ``train_loss``/``train_acc`` on a fixed seeded subset of this many training samples
+        instead of the whole set (cheaper curves; recorded in ``History.config``).
 
     Returns
     -------
@@ -196,7 +204,18 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
             raise TypeError("val must be a pair (X_val, y_val)")
         Xv, yv = model.check_Xy(*val)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
+    if eval_every is not None:
+        eval_every = check_int("eval_every", eval_every, minimum=1)
+    if time_budget is not None:
+        from ._validation import check_positive
+        time_budget = check_positive("time_budget", time_budget)
     rng = np.random.default_rng(seed)
+    Xe, ye = X, y
+    if train_eval_size is not None:
+        train_eval_size = check_int("train_eval_size", train_eval_size, minimum=1)
+        if train_eval_size < n:
+            sub = model.backend.asarray(np.sort(np.random.default_rng(0).permutation(n)[:train_eval_size]))
+            Xe, ye = X[sub], y[sub]
 
     history = History({
         "layer_sizes": list(model.layer_sizes), "activation": model.activation.name,
@@ -204,13 +223,13 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         "method": getattr(method, "name", type(method).__name__),
         "hyperparameters": method.hyperparameters() if hasattr(method, "hyperparameters") else {},
         "batch_size": batch_size, "shuffle": shuffle, "seed": seed, "n_train": n,
-        **(config or {}),
+        "train_eval_size": train_eval_size, **(config or {}),
     })
 
     def record(epoch, iterations, batch_losses, seconds, elapsed):
-        rec = {"epoch": epoch, "iterations": iterations}
+        rec = {"epoch": epoch, "iterations": iterations, "epoch_float": iterations / n_batches}
         # (evaluation runs only on finite parameters: a diverged run returns before it)
-        rec["train_loss"], rec["train_acc"] = model._evaluate(X, y)
+        rec["train_loss"], rec["train_acc"] = model._evaluate(Xe, ye)
         rec["val_loss"], rec["val_acc"] = model._evaluate(Xv, yv) if val is not None else (None, None)
         rec["batch_loss"] = float(np.mean(batch_losses)) if batch_losses else None
         rec["train_seconds"], rec["elapsed_seconds"] = seconds, elapsed
@@ -222,6 +241,7 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         if verbose:
             _print_record(rec, header=len(history) == 1)
 
+    n_batches = -(-n // batch_size)
     start, iterations, elapsed = 1, 0, 0.0
     if resume is not None:
         from .checkpoint import check_compatible, load_checkpoint
@@ -248,7 +268,6 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
                             history=history)
 
     show_bar = verbose > 0 and sys.stderr.isatty()
-    n_batches = -(-n // batch_size)
     for epoch in range(start, epochs + 1):
         order = rng.permutation(n) if shuffle else np.arange(n)
         order_dev = model.backend.asarray(order)
@@ -282,6 +301,13 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
                 return history  # the last checkpoint keeps the last finite state
             if show_bar and (j % 20 == 0 or j == n_batches - 1):
                 _progress(epoch, j + 1, n_batches, loss)
+            out_of_time = time_budget is not None and elapsed + seconds >= time_budget
+            if out_of_time or (eval_every and iterations % eval_every == 0 and j < n_batches - 1):
+                if show_bar:
+                    sys.stderr.write("\n")
+                record(epoch, iterations, batch_losses, seconds, elapsed + seconds)
+                if out_of_time:
+                    return history
         if show_bar:
             sys.stderr.write("\r" + " " * 70 + "\r")
         elapsed += seconds

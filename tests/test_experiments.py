@@ -52,3 +52,22 @@ def test_table1_shifted_sibp_grid_is_said(toy, tmp_path):
     assert "SIBP rows use eta × 0.1 (a shifted grid)" in text
     run = json.loads((out / "table1.json").read_text())["rows"][0]["cells"][0]["runs"][0]
     assert run["hyperparameters"]["eta"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("number", ["2", "3", "4", "5"])
+def test_figure_commands_end_to_end_at_toy_scale(number, toy, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / f"f{number}"
+    argv = ["figure", number, "--dataset", str(toy), "--widths", "5,4", "--batch-size", "10", "--out",
+            str(out), "--quiet", "--eval-every", "2"]
+    argv += ["--time-budget", "0.2"] if number in ("4", "5") else ["--epochs", "1", "--tune"]
+    assert main(argv) == 0
+    meta = json.loads((out / f"figure{number}.json").read_text())
+    assert (out / f"figure{number}.png").stat().st_size > 1000
+    assert meta["layers"] == [8, 5, 4, 2] and any("follows the data" in n for n in meta["notes"])
+    for run in meta["runs"]:
+        h = History.from_dict(json.loads((out / f"{run['label'].lower().replace(' ', '_').replace('=', '_')}.json")
+                                         .read_text()))
+        assert run["final"]["train_acc"] == h.last["train_acc"]  # the figure's numbers are the histories'
+        if number in ("2", "3") and run["method"] != "sibp":
+            assert run["tuning"]["chosen"] == run["hyperparameters"][run["tuning"]["parameter"]]

@@ -149,3 +149,18 @@ def test_verbose_prints_one_line_per_epoch(capsys):
     fit(m, SGD(lr=0.1), X, y, epochs=2, batch_size=8, verbose=1)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:3] == ["epoch", "iters", "train_loss"] and len(lines) == 4
+
+
+def test_eval_every_time_budget_and_train_subset():
+    m, X, y = small_problem(n=60)
+    h = fit(m, SGD(lr=0.1), X, y, epochs=2, batch_size=10, verbose=0, eval_every=2, train_eval_size=25)
+    assert h["iterations"] == [0, 2, 4, 6, 8, 10, 12]
+    assert h["epoch"] == [0, 1, 1, 1, 2, 2, 2] and h["epoch_float"][-1] == 2.0
+    Xc, yc = m.check_Xy(X, y)
+    sub = np.sort(np.random.default_rng(0).permutation(60)[:25])
+    assert h.last["train_acc"] == pytest.approx(m._evaluate(Xc[sub], yc[sub])[1])
+    m2, _, _ = small_problem(n=60)
+    h2 = fit(m2, SIBP(), X, y, epochs=1000, batch_size=10, verbose=0, time_budget=0.05)
+    assert h2.last["elapsed_seconds"] >= 0.05 and h2.last["iterations"] < 6000
+    with pytest.raises(ValueError, match="time_budget must be a finite number > 0"):
+        fit(m2, SGD(lr=0.1), X, y, epochs=1, batch_size=10, verbose=0, time_budget=0)
