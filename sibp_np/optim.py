@@ -34,6 +34,15 @@ class Optimizer(Method):
             self.state[key] = _xp(like).zeros_like(like)
         return self.state[key]
 
+    def _scratch(self, k, like):
+        """A work array per parameter, kept outside ``state`` (not checkpointed)."""
+        if not hasattr(self, "_work"):
+            self._work = {}
+        w = self._work.get(k)
+        if w is None or w.shape != like.shape or w.dtype != like.dtype:
+            w = self._work[k] = _xp(like).empty_like(like)
+        return w
+
     def _update_one(self, k, p, g):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -126,14 +135,20 @@ class Adam(Optimizer):
             g = g + dt(self.weight_decay) * p
         m = self._buffer("m", k, p)
         v = self._buffer("v", k, p)
+        tmp = self._scratch(k, p)  # no allocation per step
         m *= dt(b1)
-        m += dt(1 - b1) * g
+        xp.multiply(g, dt(1 - b1), out=tmp)
+        m += tmp
         v *= dt(b2)
-        v += dt(1 - b2) * (g * g)
-        denom = xp.sqrt(v)
-        denom /= dt(math.sqrt(1 - b2 ** t))
-        denom += dt(self.eps)
-        p -= dt(self.lr / (1 - b1 ** t)) * (m / denom)
+        xp.multiply(g, g, out=tmp)
+        tmp *= dt(1 - b2)
+        v += tmp
+        xp.sqrt(v, out=tmp)                       # denom = sqrt(v) / sqrt(1 - b2^t) + eps
+        tmp /= dt(math.sqrt(1 - b2 ** t))
+        tmp += dt(self.eps)
+        xp.divide(m, tmp, out=tmp)                # m / denom
+        tmp *= dt(self.lr / (1 - b1 ** t))
+        p -= tmp
 
 
 @register("rmsprop")
