@@ -242,7 +242,10 @@ class SIBP(Method):
       the W solve, ``W F`` for the b solve); we use the true gradient from the first iteration;
     * their first trial step is a unit step (then a jump sized for a 1% decrease); ours is the
       Gauss-Newton minimiser along the direction, and we restart with steepest descent when a direction
-      is not a descent direction (their Sep-2019 solver did; their later one did not).
+      is not a descent direction (their Sep-2019 solver did; their later one did not);
+    * a subproblem stops before ``cg_steps`` iterations when the decrease predicted along the next
+      direction is below the rounding level of the objective (in float32 the tiny output-bias problem
+      is solved exactly in one or two iterations, and further trials would only compare noise).
 
     The minibatch loss returned by :meth:`step` is the batch-mean loss before the update, like every
     other method's.
@@ -298,27 +301,17 @@ class SIBP(Method):
             else:
                 Z = G[i + 1].copy()  # pre-activation at the warm start; G stays for the mask below
                 work = xp.empty_like(Z)
-                # rounding level of a reduction over Z.size terms, relative to its value
-                ftol = float(np.finfo(Z.dtype).eps) * math.sqrt(Z.size)
                 form = self.weight_solver
                 if form == "auto":
                     form = weight_form(X.shape[0], W.shape[1], W.shape[0], self.cg_steps)
-                Wprob = (DualWeightSubproblem if form == "dual" else WeightSubproblem)(
-                    backend, act, F[i], Z, T, W, self.lam, work)
-                for name, make in (("W", lambda: Wprob),
-                                   # b with the new W: Z already equals F W_new^T + b^k
-                                   ("b", lambda: BiasSubproblem(backend, act, Z, T, b, self.lam, work))):
-                    prob = make()
-                    res = ncg(prob, self.cg_steps, self.cg_variant, self.c1, self.shrink,
-                              self.max_trials, ftol=ftol)
-                    matmuls += prob.matmuls
-                    flops += prob.flops
-                    if self.record_stats:
-                        step_stats.append({"layer": i, "param": name, "f0": res.f0, "f": res.f,
-                                           "iterations": res.iterations, "trials": res.trials,
-                                           "rejected": res.rejected, "restarts": res.restarts,
-                                           "matmuls": prob.matmuls, "form": form if name == "W" else "",
-                                           "message": res.message})
+                Wsub = DualWeightSubproblem if form == "dual" else WeightSubproblem
+                mm, fl = self._solve(Wsub(backend, act, F[i], Z, T, W, self.lam, work), i, "W", form,
+                                     step_stats)
+                # b with the new W: Z is now F W_new^T + b^k
+                mm2, fl2 = self._solve(BiasSubproblem(backend, act, Z, T, b, self.lam, work), i, "b", "",
+                                       step_stats)
+                matmuls += mm + mm2
+                flops += fl + fl2
             if i > 0:
                 # eq. (9): new weights, forward-pass derivative sigma'(G_{i+1})
                 delta = act.backprop(G[i + 1], delta) @ W
@@ -330,6 +323,18 @@ class SIBP(Method):
         if self.record_stats:
             self.stats.append(step_stats)
         return loss
+
+    def _solve(self, prob, layer, name, form, step_stats):
+        """Run NCG on one subproblem; returns its matrix products and their flops."""
+        # stop when the predicted decrease is below the rounding level of a reduction over Z
+        ftol = float(np.finfo(prob.Z.dtype).eps) * math.sqrt(prob.Z.size)
+        res = ncg(prob, self.cg_steps, self.cg_variant, self.c1, self.shrink, self.max_trials, ftol=ftol)
+        if self.record_stats:
+            step_stats.append({"layer": layer, "param": name, "f0": res.f0, "f": res.f,
+                               "iterations": res.iterations, "trials": res.trials,
+                               "rejected": res.rejected, "restarts": res.restarts,
+                               "matmuls": prob.matmuls, "form": form, "message": res.message})
+        return prob.matmuls, prob.flops
 
     def _exact_output(self, backend, F, T, W, b):
         """Exact ridge solves of (7) for the linear output layer, W then b (Cholesky via SciPy on CPU).
