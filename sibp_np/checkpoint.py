@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .train import _jsonable as _json
 
 FORMAT = "sibp_np-checkpoint"
 FORMAT_VERSION = 1
@@ -23,16 +24,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or that does not match the run it should resume."""
-
-
-def _json(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    return str(o)
 
 
 def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
