@@ -69,5 +69,5 @@ def test_figure_commands_end_to_end_at_toy_scale(number, toy, tmp_path):
         h = History.from_dict(json.loads((out / f"{run['label'].lower().replace(' ', '_').replace('=', '_')}.json")
                                          .read_text()))
         assert run["final"]["train_acc"] == h.last["train_acc"]  # the figure's numbers are the histories'
-        if number in ("2", "3") and run["method"] != "sibp":
+        if number in ("2", "3"):
             assert run["tuning"]["chosen"] == run["hyperparameters"][run["tuning"]["parameter"]]
