@@ -13,8 +13,21 @@ from ._validation import check_fraction, check_positive
 from .methods import Method, register
 
 
+#: every this many updates, optimizer buffers are scanned for subnormal numbers (see Optimizer.update)
+FLUSH_EVERY = 16
+
+
 class Optimizer(Method):
-    """An explicit method: ``step`` = batch-mean loss, back propagation, :meth:`update`."""
+    """An explicit method: ``step`` = batch-mean loss, back propagation, :meth:`update`.
+
+    Subnormal entries of the state buffers (momentum, moments) are flushed to zero every
+    :data:`FLUSH_EVERY` updates. A buffer entry whose gradient stays zero decays geometrically
+    (``m <- beta1 m``) into the subnormal range, where CPU arithmetic is many times slower: measured here,
+    Adam on 784-500-10 went from 3.5 to 12 ms per step once most of its first moment was subnormal.
+    CPUs in flush-to-zero mode do the same; the update differs from the unflushed one by less than
+    ``lr * tiny / eps`` (about 1e-33 with Adam's defaults in float32), far below the resolution of any
+    parameter.
+    """
 
     def step(self, model, X, y):
         X, y = model.check_Xy(X, y)
@@ -27,6 +40,15 @@ class Optimizer(Method):
         self.state["t"] = self.state.get("t", 0) + 1
         for k, (p, g) in enumerate(zip(params, grads)):
             self._update_one(k, p, g)
+        if self.state["t"] % FLUSH_EVERY == 0:
+            self._flush_subnormals()
+
+    def _flush_subnormals(self):
+        for key, a in self.state.items():
+            if hasattr(a, "dtype") and a.dtype.kind == "f":
+                xp = _xp(a)
+                tiny = xp.finfo(a.dtype).tiny
+                xp.putmask(a, xp.abs(a) < tiny, 0)
 
     def _buffer(self, name, k, like):
         key = f"{name}{k}"

@@ -108,3 +108,16 @@ def test_bad_optimizer_arguments():
         Adam(betas=(0.9, 1.0))
     with pytest.raises(TypeError, match="betas must be a pair"):
         Adam(betas=0.9)
+
+
+def test_subnormal_state_is_flushed_periodically():
+    from sibp_np.optim import FLUSH_EVERY
+    opt = Adam(lr=1e-3)
+    p = np.ones(3, dtype=np.float32)
+    opt.update([p], [np.array([1e-3, 0.0, 1.0], dtype=np.float32)])
+    opt.state["m0"][1] = np.float32(1e-40)  # a subnormal first moment
+    assert opt.state["m0"][1] != 0
+    for _ in range(FLUSH_EVERY - 1):
+        opt.update([p], [np.array([0.0, 0.0, 1.0], dtype=np.float32)])
+    assert opt.state["m0"][1] == 0 and opt.state["t"] % FLUSH_EVERY == 0
+    assert opt.state["m0"][2] > 0.5  # normal numbers are untouched
