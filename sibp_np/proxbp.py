@@ -141,7 +141,7 @@ class ProxBP(Method):
         A[:n_in, n_in] = s
         A[n_in, :n_in] = s
         A[n_in, n_in] = n
-        A[np.diag_indices(n_in + 1)] += dt(self.lam)
+        A.ravel()[:: n_in + 2] += dt(self.lam)  # the diagonal
         R = xp.concatenate([RW, Rb[:, None]], axis=1)  # (n_out, n_in + 1)
         if xp is np:
             import scipy.linalg

@@ -346,7 +346,7 @@ class SIBP(Method):
         dt = W.dtype.type
         lam = dt(self.lam)
         A = dt(2) * (F.T @ F)
-        A[np.diag_indices(A.shape[0])] += lam
+        A.ravel()[:: A.shape[0] + 1] += lam  # the diagonal, on any backend
         rhs = dt(2) * ((T - b).T @ F) + lam * W  # (n_out, n_in)
         if xp is np:
             import scipy.linalg
