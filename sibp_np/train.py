@@ -228,18 +228,33 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
 
     def record(epoch, iterations, batch_losses, seconds, elapsed):
         rec = {"epoch": epoch, "iterations": iterations, "epoch_float": iterations / n_batches}
-        # (evaluation runs only on finite parameters: a diverged run returns before it)
-        rec["train_loss"], rec["train_acc"] = model._evaluate(Xe, ye)
-        rec["val_loss"], rec["val_acc"] = model._evaluate(Xv, yv) if val is not None else (None, None)
+        # finite parameters can still give overflowing logits: that is reported as divergence below
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            rec["train_loss"], rec["train_acc"] = model._evaluate(Xe, ye, warn=False)
+            rec["val_loss"], rec["val_acc"] = (model._evaluate(Xv, yv, warn=False) if val is not None
+                                               else (None, None))
         rec["batch_loss"] = float(np.mean(batch_losses)) if batch_losses else None
         rec["train_seconds"], rec["elapsed_seconds"] = seconds, elapsed
         if stationarity:
-            rec["grad_norm"] = gradient_norm(model, X, y)
+            rec["grad_norm"] = gradient_norm(model, X, y) if math.isfinite(rec["train_loss"]) else None
         history.append(rec)
         if callback is not None:
             callback(rec)
         if verbose:
             _print_record(rec, header=len(history) == 1)
+        if not math.isfinite(rec["train_loss"]):
+            return diverge(epoch, iterations, "the training-set loss is not finite (overflowing logits)")
+        return None
+
+    def diverge(epoch, iteration, reason):
+        info = {"epoch": epoch, "iteration": iteration, "method": history.config["method"],
+                "reason": reason}
+        history.diverged = info
+        if verbose:
+            print(f"diverged at epoch {epoch}, iteration {iteration}: {reason}")
+        if on_divergence == "raise":
+            raise TrainingDiverged(info)
+        return history
 
     n_batches = -(-n // batch_size)
     start, iterations, elapsed = 1, 0, 0.0
@@ -258,8 +273,8 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
             print(f"resumed from {resume} after epoch {ckpt['epoch']} (iteration {iterations})")
         if history.diverged is not None:
             return history
-    else:
-        record(0, 0, [], 0.0, 0.0)
+    elif record(0, 0, [], 0.0, 0.0) is not None:
+        return history
 
     def save(epoch):
         if checkpoint is not None:
@@ -289,29 +304,23 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
             elif not _params_finite(model):
                 reason = "a parameter became NaN or inf"
             if reason is not None:
-                info = {"epoch": epoch, "iteration": iterations, "method": history.config["method"],
-                        "reason": reason}
-                history.diverged = info
                 if show_bar:
                     sys.stderr.write("\n")
-                if verbose:
-                    print(f"diverged at epoch {epoch}, iteration {iterations}: {reason}")
-                if on_divergence == "raise":
-                    raise TrainingDiverged(info)
-                return history  # the last checkpoint keeps the last finite state
+                return diverge(epoch, iterations, reason)  # the last checkpoint keeps the last finite state
             if show_bar and (j % 20 == 0 or j == n_batches - 1):
                 _progress(epoch, j + 1, n_batches, loss)
             out_of_time = time_budget is not None and elapsed + seconds >= time_budget
             if out_of_time or (eval_every and iterations % eval_every == 0 and j < n_batches - 1):
                 if show_bar:
                     sys.stderr.write("\n")
-                record(epoch, iterations, batch_losses, seconds, elapsed + seconds)
-                if out_of_time:
+                if record(epoch, iterations, batch_losses, seconds, elapsed + seconds) is not None \
+                        or out_of_time:
                     return history
         if show_bar:
             sys.stderr.write("\r" + " " * 70 + "\r")
         elapsed += seconds
-        record(epoch, iterations, batch_losses, seconds, elapsed)
+        if record(epoch, iterations, batch_losses, seconds, elapsed) is not None:
+            return history
         if epoch % checkpoint_every == 0 or epoch == epochs:
             save(epoch)
     return history

@@ -164,3 +164,11 @@ def test_eval_every_time_budget_and_train_subset():
     assert h2.last["elapsed_seconds"] >= 0.05 and h2.last["iterations"] < 6000
     with pytest.raises(ValueError, match="time_budget must be a finite number > 0"):
         fit(m2, SGD(lr=0.1), X, y, epochs=1, batch_size=10, verbose=0, time_budget=0)
+
+
+def test_overflowing_logits_with_finite_parameters_are_reported_as_divergence():
+    m, X, y = small_problem(dtype="float32")
+    m.weights[0] = np.full(m.weights[0].shape, 1e19, dtype=np.float32)  # finite, but logits overflow
+    m.weights[1] = np.full(m.weights[1].shape, 1e19, dtype=np.float32)
+    h = fit(m, SGD(lr=1e-30), X, y, epochs=2, batch_size=10, verbose=0)
+    assert h.diverged is not None and "not finite" in h.diverged["reason"]
