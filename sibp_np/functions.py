@@ -186,10 +186,6 @@ class SoftmaxCrossEntropy(Loss):
         xp = _xp(F)
         return float(-log_softmax(F)[xp.arange(F.shape[0]), y].mean())
 
-    def sum_value(self, F, y):
-        xp = _xp(F)
-        return float(-log_softmax(F)[xp.arange(F.shape[0]), y].sum())
-
     def sample_grad(self, F, y):
         xp = _xp(F)
         G = softmax(F)
@@ -203,12 +199,9 @@ class SquaredError(Loss):
     name = "squared_error"
 
     def value(self, F, y):
-        return self.sum_value(F, y) / F.shape[0]
-
-    def sum_value(self, F, y):
         xp = _xp(F)
         R = F - one_hot(y, F.shape[1], F.dtype, xp)
-        return 0.5 * float(xp.vdot(R.ravel(), R.ravel()))
+        return 0.5 * float(xp.vdot(R.ravel(), R.ravel())) / F.shape[0]
 
     def sample_grad(self, F, y):
         xp = _xp(F)

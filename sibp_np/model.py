@@ -100,9 +100,6 @@ class MLP:
             out += [W, b]
         return out
 
-    def n_params(self):
-        return sum(int(p.size) for p in self.params())
-
     def activation_of(self, i):
         """``sigma`` after layer ``i`` (0-based): the hidden activation, or identity for the last."""
         return self.output_activation if i == self.n_layers - 1 else self.activation

@@ -20,7 +20,7 @@ _default_name = None  # set by set_backend; None means "read the environment var
 _instances = {}
 
 __all__ = ["Backend", "FUSED_OPS", "BACKENDS", "get_backend", "set_backend", "use_backend",
-           "backend_of", "resolve_backend"]
+           "backend_of"]
 
 
 def _normalize(name, source):
@@ -68,8 +68,6 @@ def get_backend(name=None):
         return _instance("numpy")
     return _instance(_normalize(env, ENV_VAR))
 
-
-resolve_backend = get_backend
 
 
 def set_backend(name):
