@@ -90,7 +90,7 @@ def add_train_options(p):
     p.add_argument("--init-std", type=float, default=0.01, help="std of the N(0, std^2) init (0.01)")
     p.add_argument("--init", default="normal", help="normal (paper, default), he or xavier")
     p.add_argument("--method", default=DEFAULT_METHOD,
-                   help=f"sibp (default), proxbp, sgd, adam or rmsprop")
+                   help="sibp (default), proxbp, sgd, adam or rmsprop")
     add_method_options(p)
     p.add_argument("--epochs", type=int, default=5, help="passes over the training set (5)")
     p.add_argument("--batch-size", type=int, default=100, help="minibatch size (100)")

@@ -5,7 +5,6 @@ Run r of every method starts from the same initial weights (``seed + r``) and se
 (shuffling seeded by ``seed + r``), so the methods differ only in the method.
 """
 import json
-import math
 import os
 import time
 

@@ -218,7 +218,6 @@ class MLP:
         return self._evaluate(X, y, chunk)
 
     def _evaluate(self, X, y, chunk=4096, warn=True):
-        xp = self.xp
         total_loss, correct = 0.0, 0
         for s in range(0, X.shape[0], chunk):
             A, ys = X[s:s + chunk], y[s:s + chunk]

@@ -7,7 +7,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from sibp_np.checkpoint import load_checkpoint
 

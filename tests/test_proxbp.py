@@ -47,7 +47,6 @@ def test_cg_decreases_the_quadratic_at_every_iteration():
     Wn, bn, _, _ = by_hand(model, X, y, eta, lam)
     A = np.hstack([X, np.ones((len(X), 1))])
     theta0 = np.hstack([model.weights[0], model.biases[0][:, None]])
-    G1 = X @ model.weights[0].T + model.biases[0]
     q_exact_target = np.hstack([Wn, bn[:, None]])
     # z^{1/2} recovered from the exact solution: (A^T A + lam I) theta* = A^T z + lam theta0
     rhs = q_exact_target @ (A.T @ A + lam * np.eye(7)) - lam * theta0

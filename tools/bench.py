@@ -22,7 +22,6 @@ from sibp_np import MLP, SIBP, SGD, Adam, ProxBP, get_backend
 
 
 def matmul_peak(backend, dtype, n=1024, reps=5):
-    xp = backend.xp
     r = np.random.default_rng(0)
     A = backend.asarray(r.random((n, n)), dtype=dtype)
     Bm = backend.asarray(r.random((n, n)), dtype=dtype)
