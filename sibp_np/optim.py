@@ -10,6 +10,7 @@ gradients (or pseudo-gradients, as ProxBP passes them) and changes the parameter
 import math
 
 from ._validation import check_fraction, check_positive
+from .functions import _xp
 from .methods import Method, register
 
 
@@ -67,11 +68,6 @@ class Optimizer(Method):
 
     def _update_one(self, k, p, g):  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def _xp(a):
-    from .functions import _xp as xp_of
-    return xp_of(a)
 
 
 @register("sgd")
