@@ -14,6 +14,8 @@ cheap. A problem has an iterate ``x`` and these methods:
     the objective at ``x + alpha D`` (no matrix product);
 ``initial_step(dphi0)``
     a first trial step (the Gauss-Newton minimiser along ``D``);
+``max_step()`` (optional)
+    the largest step along ``D`` that stays inside a trust region (``math.inf`` for none);
 ``move(alpha)``
     ``x <- x + alpha D``, updating the cached quantities;
 ``dot(a, b)``, ``neg(a)`` and ``lincomb(a, s, b)``
@@ -112,6 +114,10 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
             res.restarts += 1
         problem.prepare(D)
         alpha0 = problem.initial_step(dphi0)
+        alpha_max = problem.max_step() if hasattr(problem, "max_step") else math.inf
+        boundary = alpha0 >= alpha_max
+        if boundary:
+            alpha0 = alpha_max
         if -0.5 * alpha0 * dphi0 <= ftol * abs(f):
             res.message = "converged: predicted decrease below the objective's rounding level"
             break
@@ -131,6 +137,9 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
         problem.move(ls.alpha)
         f = ls.phi
         res.iterations += 1
+        if boundary and ls.alpha == alpha0:
+            res.message = "stopped on the trust-region boundary"
+            break
         if k == max_iter:
             break  # the next gradient would only serve a step we will not take
         g_new = problem.gradient()

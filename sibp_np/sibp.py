@@ -23,7 +23,11 @@ import numpy as np
 
 from ._validation import check_choice, check_int, check_positive
 from .methods import Method, register
+from .matlab_compat import fr_matlab
 from .ncg import VARIANTS, EuclideanVectors, ncg
+
+#: power iterations per step for ||W||_2 (warm-started), and from the first (cold) start
+POWER_ITERATIONS, POWER_ITERATIONS_COLD = 3, 20
 
 
 class _ProxLeastSquares:
@@ -39,6 +43,7 @@ class _ProxLeastSquares:
     def __init__(self, backend, act, Z, T, lam, work):
         self.backend, self.xp, self.act = backend, backend.xp, act
         self.Z, self.T, self.lam, self.work = Z, T, lam, work
+        self.radius = math.inf  # trust region ||x - x^k|| <= radius (set by the caller)
         self.matmuls = 0
         self.flops = 0
 
@@ -60,6 +65,17 @@ class _ProxLeastSquares:
         data = self.act.residual_sqnorm(self.backend, self.Z, self.P, self.T, alpha, work=self.work)
         return data + 0.5 * self.lam * (self.p0 + 2.0 * alpha * self.p1 + alpha * alpha * self.p2)
 
+    def max_step(self):
+        """Largest ``alpha`` with ``||x + alpha D - x^k||^2 = p0 + 2 alpha p1 + alpha^2 p2 <= radius^2``."""
+        if not math.isfinite(self.radius):
+            return math.inf
+        slack = self.radius * self.radius - self.p0
+        if slack <= 0 or self.p2 <= 0:
+            return 0.0
+        root = math.sqrt(self.p1 * self.p1 + self.p2 * slack)
+        # the positive root of the quadratic, in the form without cancellation
+        return slack / (self.p1 + root) if self.p1 >= 0 else (root - self.p1) / self.p2
+
     def initial_step(self, dphi0):
         """Minimiser of the Gauss-Newton model along D: ``-phi'(0) / (2 ||sigma'(Z) P||^2 + lam p2)``.
 
@@ -79,6 +95,11 @@ class _PrimalProblem(EuclideanVectors, _ProxLeastSquares):
     def objective(self):
         E = self.x - self.xk
         return self._data_objective() + 0.5 * self.lam * self._vdot(E, E)
+
+    def step_norm(self):
+        """``||x - x^k||`` (for the statistics)."""
+        E = self.x - self.xk
+        return math.sqrt(self._vdot(E, E))
 
     def prepare(self, D):
         self.D = D
@@ -153,6 +174,10 @@ class DualWeightSubproblem(_ProxLeastSquares):
     def objective(self):
         return self._data_objective() + 0.5 * self.lam * self._vdot(self.Ce, self.KCe)
 
+    def step_norm(self):
+        """``||W - W^k||_F = sqrt(<C_e, K C_e>)`` (for the statistics)."""
+        return math.sqrt(max(self._vdot(self.Ce, self.KCe), 0.0))
+
     def gradient(self):
         M = self.act.residual(self.backend, self.Z, self.T)
         lam = M.dtype.type(self.lam)
@@ -193,6 +218,17 @@ class BiasSubproblem(_PrimalProblem):
         return d[None, :]
 
 
+def _without_fixed_term(prob, Z_free):
+    """The gradient of ``prob`` with its pre-activation replaced by ``Z_free`` (the authors' FR4 starts
+    from the gradient without the fixed term: ``F W^T`` alone for W, ``b`` alone for b)."""
+    Z = prob.Z
+    prob.Z = Z_free
+    try:
+        return prob.gradient()
+    finally:
+        prob.Z = Z
+
+
 def weight_form(n_samples, n_in, n_out, cg_steps):
     """``"dual"`` when :class:`DualWeightSubproblem` needs fewer flops than the primal form, else
     ``"primal"``. Primal: ``2 cg B n_in n_out``; dual: ``B^2 n_in + cg B^2 n_out + B n_in n_out``."""
@@ -200,6 +236,10 @@ def weight_form(n_samples, n_in, n_out, cg_steps):
     primal = 2 * cg_steps * B * n_in * n_out
     dual = B * B * n_in + cg_steps * B * B * n_out + B * n_in * n_out
     return "dual" if dual < primal else "primal"
+
+
+SAFEGUARDS = ("trust-region", "none")
+COMPAT = (None, "matlab")
 
 
 @register("sibp")
@@ -224,6 +264,16 @@ class SIBP(Method):
         two n_samples x n_in x n_out products per iteration) or :class:`DualWeightSubproblem` (in the
         row space of F, one n_samples^2 x n_out product per iteration). ``"auto"`` picks the one with
         fewer flops for each layer (:func:`weight_form`).
+    safeguard : {"trust-region", "none"}, optional
+        ``"trust-region"`` (the default) solves each subproblem (7) inside a ball around the current
+        parameters (see Notes); ``"none"`` is the plain Algorithm 1. With ``compat="matlab"`` the
+        default is ``"none"``, and it is the only value allowed.
+    trust_radius : float > 0
+        ``kappa`` of the trust region: the network's gain grows by at most ``e^kappa`` per step.
+    compat : {None, "matlab"}
+        ``"matlab"`` replaces the inner solver by the authors' own (``FR3.m``/``FR4.m``), reproduced
+        step for step with all its quirks (:mod:`sibp_np.matlab_compat`); ``cg_steps`` is their
+        ``maxk``. It needs ``cg_variant="fr"`` and ``output_solve="ncg"``.
     c1, shrink, max_trials :
         Armijo constant, backtracking factor and trial bound of the line search.
     record_stats : bool
@@ -231,13 +281,37 @@ class SIBP(Method):
 
     Notes
     -----
-    Where this differs from the authors' MATLAB code (``sibp_inner.m``, ``FR3.m``, ``FR4.m``):
+    **Why a safeguard.** Each layer's subproblem (7) is solved from the layer's *old* input, nearly
+    exactly, and the error then goes down with the *new* weights (eq. 9). The change ``W - W^k`` that
+    fits a layer's targets is aligned with the error ``delta_{i+1}`` it came from, so
+    ``delta_{i+1} W^{k+1}`` grows by about ``||W^{k+1} - W^k||_2`` more than ``delta_{i+1} W^k``; the
+    next layer down gets targets further away, fits them with a larger change, and so on. On
+    784-600x10-10 at ``eta = 1`` the error grows about 3x per layer in the first step and the
+    loss reaches 1e16 (``tools/RESULTS.md`` shows the per-layer figures).
+
+    **The trust region** (``safeguard="trust-region"``), a departure from the paper: for layer ``i``
+    of ``L``, (7) is minimised subject to
+
+    * ``||W_i - W_i^k||_F <= (kappa / L) max(||W_i^k||_2, 1)``,
+    * ``||b_i - b_i^k||_2 <= (kappa / L) max(||b_i^k||_2, 1)``.
+
+    Since ``||.||_2 <= ||.||_F``, a layer's gain (spectral norm) grows by at most a factor
+    ``1 + kappa / L`` (measured against a gain of at least 1), so the error of eq. (9), sent down
+    through all L new layers, is at most ``(1 + kappa/L)^L <= e^kappa`` times what the old weights
+    would send. ``||W^k||_2`` is estimated by a few power iterations warm-started from the previous
+    step (kept in ``state``). Inside the ball the NCG iterations are the usual ones, except that a
+    line search starts no further than the boundary and the solve stops once a step lands on it
+    (Steihaug's rule for truncated CG). A constraint that is not active changes nothing, so for small
+    ``eta`` the iterates are those of the plain algorithm.
+
+    **Where the default differs from the authors' MATLAB code** (``sibp_inner.m``, ``FR3.m``,
+    ``FR4.m``; ``compat="matlab"`` reproduces theirs):
 
     * the paper writes the proximal term as ``(lam/2) ||W - W^k||^2``; their code uses
       ``lam ||W - W^k||^2`` (and no halves on the data term either). We follow the paper, so their
       ``lam = 1`` is our ``lam = 2``;
     * their line search keeps a step only when it is accepted after at least one backtrack: a unit step
-      accepted at the first trial is thrown away. That is a bug; we apply every accepted step;
+      accepted at the first trial is thrown away. We apply every accepted step;
     * their output-layer solver (FR4) computes its first gradient without the fixed term (the bias for
       the W solve, ``W F`` for the b solve); we use the true gradient from the first iteration;
     * their first trial step is a unit step (then a jump sized for a 1% decrease); ours is the
@@ -245,14 +319,16 @@ class SIBP(Method):
       is not a descent direction (their Sep-2019 solver did; their later one did not);
     * a subproblem stops before ``cg_steps`` iterations when the decrease predicted along the next
       direction is below the rounding level of the objective (in float32 the tiny output-bias problem
-      is solved exactly in one or two iterations, and further trials would only compare noise).
+      is solved exactly in one or two iterations, and further trials would only compare noise);
+    * the trust region above.
 
     The minibatch loss returned by :meth:`step` is the batch-mean loss before the update, like every
     other method's.
     """
 
     def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", output_solve="ncg",
-                 weight_solver="auto", c1=1e-4, shrink=0.5, max_trials=20, record_stats=False):
+                 weight_solver="auto", safeguard=None, trust_radius=2.0, compat=None, c1=1e-4,
+                 shrink=0.5, max_trials=20, record_stats=False):
         super().__init__()
         self.eta = check_positive("eta", eta)
         self.lam = check_positive("lam", lam)
@@ -260,6 +336,19 @@ class SIBP(Method):
         self.cg_variant = check_choice("cg_variant", cg_variant, VARIANTS)
         self.output_solve = check_choice("output_solve", output_solve, ("ncg", "exact"))
         self.weight_solver = check_choice("weight_solver", weight_solver, ("auto", "primal", "dual"))
+        if compat not in COMPAT:
+            raise ValueError(f"compat must be None or 'matlab', got {compat!r}")
+        self.compat = compat
+        if safeguard is None:
+            safeguard = "none" if compat == "matlab" else "trust-region"
+        self.safeguard = check_choice("safeguard", safeguard, SAFEGUARDS)
+        if compat == "matlab" and (self.safeguard != "none" or self.cg_variant != "fr"
+                                   or self.output_solve != "ncg"):
+            raise ValueError("compat='matlab' runs the authors' solver as it is: it needs "
+                             f"safeguard='none', cg_variant='fr' and output_solve='ncg', got "
+                             f"safeguard={self.safeguard!r}, cg_variant={self.cg_variant!r}, "
+                             f"output_solve={self.output_solve!r}")
+        self.trust_radius = check_positive("trust_radius", trust_radius)
         self.c1 = check_positive("c1", c1)
         if self.c1 >= 1:
             raise ValueError(f"c1 must lie in (0, 1), got {c1!r}")
@@ -271,7 +360,8 @@ class SIBP(Method):
         self.stats = []
         self._hyper = dict(eta=self.eta, lam=self.lam, cg_steps=self.cg_steps,
                            cg_variant=self.cg_variant, output_solve=self.output_solve,
-                           weight_solver=self.weight_solver, c1=self.c1,
+                           weight_solver=self.weight_solver, safeguard=self.safeguard,
+                           trust_radius=self.trust_radius, compat=self.compat, c1=self.c1,
                            shrink=self.shrink, max_trials=self.max_trials)
         self.last_targets = None  # (T_i for each layer), kept for inspection and tests
         self.matmuls_last_step = 0
@@ -287,6 +377,7 @@ class SIBP(Method):
         loss = model.loss.value(F[-1], y)
         delta = model.loss.sample_grad(F[-1], y)  # delta_N, eq. (6): per sample, no 1/B
         L = model.n_layers
+        kappa = self.trust_radius / L if self.safeguard == "trust-region" else None
         step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products
         flops = sum(2 * X.shape[0] * W.size for W in model._W)
         for i in range(L - 1, -1, -1):
@@ -294,7 +385,8 @@ class SIBP(Method):
             T = F[i + 1] - eta * delta  # F_{i+1}^{k+1/2}
             targets[i + 1] = T
             W, b = model._W[i], model._b[i]
-            if i == L - 1 and self.output_solve == "exact":
+            output = i == L - 1
+            if output and self.output_solve == "exact":
                 self._exact_output(backend, F[i], T, W, b)
                 matmuls += 3
                 flops += 2 * F[i].shape[1] * X.shape[0] * (F[i].shape[1] + 2 * W.shape[0])
@@ -305,11 +397,18 @@ class SIBP(Method):
                 if form == "auto":
                     form = weight_form(X.shape[0], W.shape[1], W.shape[0], self.cg_steps)
                 Wsub = DualWeightSubproblem if form == "dual" else WeightSubproblem
-                mm, fl = self._solve(Wsub(backend, act, F[i], Z, T, W, self.lam, work), i, "W", form,
-                                     step_stats)
+                prob = Wsub(backend, act, F[i], Z, T, W, self.lam, work)
+                if kappa is not None:
+                    prob.radius = kappa * max(self._spectral_norm(xp, W, i), 1.0)
+                first = _without_fixed_term(prob, Z - b) if self.compat and output else None
+                mm, fl = self._solve(prob, i, "W", form, step_stats, output, first)
                 # b with the new W: Z is now F W_new^T + b^k
-                mm2, fl2 = self._solve(BiasSubproblem(backend, act, Z, T, b, self.lam, work), i, "b", "",
-                                       step_stats)
+                bprob = BiasSubproblem(backend, act, Z, T, b, self.lam, work)
+                if kappa is not None:
+                    bprob.radius = kappa * max(float(xp.linalg.norm(b)), 1.0)
+                first = (_without_fixed_term(bprob, xp.broadcast_to(b, Z.shape))
+                         if self.compat and output else None)
+                mm2, fl2 = self._solve(bprob, i, "b", "", step_stats, output, first)
                 matmuls += mm + mm2
                 flops += fl + fl2
             if i > 0:
@@ -324,8 +423,35 @@ class SIBP(Method):
             self.stats.append(step_stats)
         return loss
 
-    def _solve(self, prob, layer, name, form, step_stats):
-        """Run NCG on one subproblem; returns its matrix products and their flops."""
+    def _spectral_norm(self, xp, W, i):
+        """``||W||_2`` by power iteration on ``W^T W`` (an estimate from below), warm-started from the
+        previous step's vector, which is kept in ``state`` so that a resumed run continues exactly."""
+        key = f"power_vector{i}"
+        v = self.state.get(key)
+        n_iter = POWER_ITERATIONS
+        if v is None or v.shape != (W.shape[1],):
+            v = xp.full(W.shape[1], 1.0 / math.sqrt(W.shape[1]), dtype=W.dtype)
+            n_iter = POWER_ITERATIONS_COLD
+        for _ in range(n_iter):
+            v = W.T @ (W @ v)
+            nv = float(xp.linalg.norm(v))
+            if not (nv > 0 and math.isfinite(nv)):
+                return 0.0
+            v /= v.dtype.type(nv)
+        self.state[key] = v
+        return float(xp.linalg.norm(W @ v))
+
+    def _solve(self, prob, layer, name, form, step_stats, output=False, first_gradient=None):
+        """Run the inner solver on one subproblem; returns its matrix products and their flops."""
+        if self.compat == "matlab":
+            f0 = prob.objective() if self.record_stats else math.nan
+            applied = fr_matlab(prob, self.cg_steps, jump=not output, first_gradient=first_gradient)
+            if self.record_stats:
+                step_stats.append({"layer": layer, "param": name, "f0": f0, "f": prob.objective(),
+                                   "iterations": applied, "matmuls": prob.matmuls, "form": form,
+                                   "step_norm": prob.step_norm(), "radius": prob.radius,
+                                   "message": f"{applied} steps applied (compat='matlab')"})
+            return prob.matmuls, prob.flops
         # stop when the predicted decrease is below the rounding level of a reduction over Z
         ftol = float(np.finfo(prob.Z.dtype).eps) * math.sqrt(prob.Z.size)
         res = ncg(prob, self.cg_steps, self.cg_variant, self.c1, self.shrink, self.max_trials, ftol=ftol)
@@ -333,7 +459,8 @@ class SIBP(Method):
             step_stats.append({"layer": layer, "param": name, "f0": res.f0, "f": res.f,
                                "iterations": res.iterations, "trials": res.trials,
                                "rejected": res.rejected, "restarts": res.restarts,
-                               "matmuls": prob.matmuls, "form": form, "message": res.message})
+                               "matmuls": prob.matmuls, "form": form, "step_norm": prob.step_norm(),
+                               "radius": prob.radius, "message": res.message})
         return prob.matmuls, prob.flops
 
     def _exact_output(self, backend, F, T, W, b):
