@@ -34,13 +34,18 @@ def add_method_options(p):
     g.add_argument("--cg-steps", type=int, help="inner CG iterations (sibp, proxbp)")
     g.add_argument("--cg-variant", choices=("fr", "pr+"), help="nonlinear CG beta (sibp)")
     g.add_argument("--output-solve", choices=("ncg", "exact"), help="SIBP's output-layer solver")
+    g.add_argument("--safeguard", choices=("trust-region", "none"),
+                   help="SIBP's safeguard (default trust-region; none = plain Algorithm 1)")
+    g.add_argument("--trust-radius", type=float, help="SIBP's kappa: gain growth <= e^kappa per step (2)")
+    g.add_argument("--compat", choices=("matlab",), help="SIBP: the authors' own inner solver")
     g.add_argument("--solve", choices=("cg", "exact"), help="ProxBP's solver")
 
 
 _OPTION_TO_PARAM = {"lr": "lr", "momentum": "momentum", "nesterov": "nesterov",
                     "weight_decay": "weight_decay", "betas": "betas", "alpha": "alpha", "eps": "eps",
                     "eta": "eta", "lam": "lam", "cg_steps": "cg_steps", "cg_variant": "cg_variant",
-                    "output_solve": "output_solve", "solve": "solve"}
+                    "output_solve": "output_solve", "solve": "solve", "safeguard": "safeguard",
+                    "trust_radius": "trust_radius", "compat": "compat"}
 
 
 def method_from_args(name, args):

@@ -1,0 +1,105 @@
+"""SIBP on the deep network of Figure 4 (784-600x10-10): why the plain algorithm collapses, and the table
+of the safeguard against the authors' solver.
+
+    python tools/deepnet.py analysis                 # per-layer figures of the first steps at eta = 1
+    python tools/deepnet.py table --init-std 0.05    # eta in {0.1, 1, 10}: default lam=1, lam=2, matlab
+
+Data: the embedded mnist-5k (4,000 train / 1,000 val), batch 100, 2 epochs, float32, seed 0, 1 BLAS
+thread. Every run of a table starts from the same initial weights and sees the same minibatches.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from sibp_np import MLP, SIBP, fit, load_dataset
+
+LAYERS = [784] + [600] * 10 + [10]
+ROWS = (("default, lam=1", {"lam": 1.0}), ("default, lam=2", {"lam": 2.0}),
+        ("compat='matlab', lam=2", {"lam": 2.0, "compat": "matlab"}),
+        ("safeguard='none', lam=1", {"lam": 1.0, "safeguard": "none"}))
+
+
+def analysis(data, init_std, eta, steps, safeguard):
+    """Per step and layer: ||W^{k+1} - W^k||_F / ||W^k||_2, the gain ||W^{k+1}||_2 / ||W^k||_2, the
+    error's size ||delta_i|| = ||F_i - T_i|| / eta, and the batch loss before and after the step."""
+    X, y = data.train
+    model = MLP(LAYERS, init_std=init_std, seed=0)
+    method = SIBP(eta=eta, lam=1.0, safeguard=safeguard, record_stats=True)
+    print(f"\n## safeguard={safeguard!r}, eta={eta}, lam=1, init N(0, {init_std}^2)")
+    for k in range(steps):
+        Xb, yb = X[100 * k:100 * (k + 1)], y[100 * k:100 * (k + 1)]
+        old = [W.copy() for W in model.weights]
+        G, F = model.forward_cache(Xb)
+        with np.errstate(all="ignore"):
+            before = method.step(model, Xb, yb)
+            after = model.evaluate(Xb, yb)[0]
+        T = method.last_targets
+        print(f"step {k}: batch loss {before:.4g} -> {after:.4g}")
+        print("  layer  ||dW||_F/||W||_2  gain ratio  ||delta_{i+1}||  W-solve message")
+        stats = {(s["layer"], s["param"]): s for s in method.stats[-1]}
+        for i in range(model.n_layers - 1, -1, -1):
+            with np.errstate(all="ignore"):
+                s_old = np.linalg.norm(old[i], 2)
+                s_new = np.linalg.norm(model.weights[i], 2) if np.isfinite(model.weights[i]).all() \
+                    else np.inf
+                dW = np.linalg.norm(model.weights[i] - old[i])
+                dnorm = np.linalg.norm(F[i + 1] - T[i + 1]) / eta
+            print(f"  {i:5d}  {dW / s_old:16.3g}  {s_new / s_old:10.3g}  {dnorm:14.3g}  "
+                  f"{stats[(i, 'W')]['message']}")
+
+
+def table(data, init_std, etas, epochs, rows):
+    out = []
+    print(f"\n## 784-600x10-10, init N(0, {init_std}^2), mnist-5k, {epochs} epochs, batch 100")
+    print(f"| method | " + " | ".join(f"eta={e:g} train / val" for e in etas) + " |")
+    print("|---|" + "---|" * len(etas))
+    for label, kw in rows:
+        cells = []
+        for eta in etas:
+            model = MLP(LAYERS, init_std=init_std, seed=0)
+            t = time.perf_counter()
+            with np.errstate(all="ignore"):
+                h = fit(model, SIBP(eta=eta, **kw), *data.train, val=data.val, epochs=epochs,
+                        batch_size=100, seed=0, verbose=0)
+            last = h.last
+            cell = f"{last['train_acc']:.4f} / {last['val_acc']:.4f}"
+            if h.diverged:
+                cell += f" (diverged, epoch {h.diverged['epoch']})"
+            cells.append(cell)
+            out.append({"method": label, "eta": eta, "init_std": init_std, "train_acc": last["train_acc"],
+                        "val_acc": last["val_acc"], "diverged": h.diverged,
+                        "seconds": time.perf_counter() - t})
+        print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("analysis", "table"))
+    p.add_argument("--init-std", type=float, default=0.05)
+    p.add_argument("--eta", type=float, default=1.0, help="analysis: the step")
+    p.add_argument("--steps", type=int, default=2, help="analysis: steps shown")
+    p.add_argument("--etas", default="0.1,1,10", help="table: the steps")
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--rows", default="0,1,2", help="table: rows by index (0 default lam=1, 1 default "
+                   "lam=2, 2 compat='matlab' lam=2, 3 safeguard='none' lam=1)")
+    p.add_argument("--json", default=None, help="table: also write the cells to this JSON file")
+    a = p.parse_args(argv)
+    data = load_dataset("mnist-5k")
+    with threadpool_limits(1):
+        if a.what == "analysis":
+            for safeguard in ("none", "trust-region"):
+                analysis(data, a.init_std, a.eta, a.steps, safeguard)
+        else:
+            rows = [ROWS[int(r)] for r in a.rows.split(",")]
+            cells = table(data, a.init_std, [float(e) for e in a.etas.split(",")], a.epochs, rows)
+            if a.json:
+                with open(a.json, "w") as fh:
+                    json.dump(cells, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
