@@ -27,7 +27,7 @@ from .matlab_compat import fr_matlab
 from .ncg import VARIANTS, EuclideanVectors, ncg
 
 #: power iterations per step for ||W||_2 (warm-started), and from the first (cold) start
-POWER_ITERATIONS, POWER_ITERATIONS_COLD = 3, 20
+POWER_ITERATIONS, POWER_ITERATIONS_COLD = 1, 20
 
 
 class _ProxLeastSquares:

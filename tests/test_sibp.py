@@ -233,13 +233,16 @@ def test_matmul_count_matches_design():
         assert m.matmuls_last_step >= m.matmul_design(model, len(X)) - 2 * 5  # early stops only
 
 
-def test_sibp_trains_where_sgd_at_the_same_huge_step_does_not():
+@pytest.mark.parametrize("safeguard,epochs", [("none", 3), ("trust-region", 5)])
+def test_sibp_trains_where_sgd_at_the_same_huge_step_does_not(safeguard, epochs):
+    # the trust region bounds each step, so the default gets a few more epochs from the small init
     r = np.random.default_rng(0)
     X = r.normal(size=(200, 10))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     m1, m2 = MLP([10, 16, 2], seed=0, dtype="float64"), MLP([10, 16, 2], seed=0, dtype="float64")
-    h1 = fit(m1, SIBP(eta=100.0), X, y, epochs=3, batch_size=20, verbose=0, seed=0)
-    h2 = fit(m2, SGD(lr=100.0), X, y, epochs=3, batch_size=20, verbose=0, seed=0)
+    h1 = fit(m1, SIBP(eta=100.0, safeguard=safeguard), X, y, epochs=epochs, batch_size=20, verbose=0,
+             seed=0)
+    h2 = fit(m2, SGD(lr=100.0), X, y, epochs=epochs, batch_size=20, verbose=0, seed=0)
     assert h1.diverged is None and h1.last["train_acc"] > 0.9
     assert h2.diverged is not None or h2.last["train_acc"] < 0.8
 

@@ -16,5 +16,14 @@ case "${1:-all}" in
     sibp-np figure 4 --dataset fashion-mnist --time-budget 150 --tune --eval-every 55 --train-eval-size 10000 --out $R/figure4
     sibp-np figure 5 --dataset fashion-mnist --widths 2000,500,2000 --time-budget 90 --eval-every 55 --train-eval-size 10000 --out $R/figure5
     ;;
-  *) echo "usage: $0 table1-mnist5k|table1-fashion-a|table1-fashion-b|table1-fashion-merge|figures"; exit 2 ;;
+  deepnet)
+    D=$R/deepnet
+    python tools/deepnet.py analysis --steps 2 > $D/analysis.txt
+    python tools/deepnet.py table --init-std 0.05 --rows 0,1,2,3 --json $D/table_init005.json > $D/table_init005.md
+    python tools/deepnet.py table --init-std 0.01 --rows 0,1,2 --json $D/table_init001.json > $D/table_init001.md
+    python tools/eta_grid.py --dataset mnist-5k --epochs 5 --method sibp --grid 100,10,1,0.1,0.01 --fixed '{"lam": 1}' > $D/eta_grid_mnist5k.txt
+    python tools/eta_grid.py --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' > $D/fashion_best_cell.txt
+    sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_trustregion --quiet
+    ;;
+  *) echo "usage: $0 table1-mnist5k|table1-fashion-a|table1-fashion-b|table1-fashion-merge|figures|deepnet"; exit 2 ;;
 esac
