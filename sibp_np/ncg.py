@@ -87,6 +87,9 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
     is retried along ``-g``; a failed search along ``-g`` ends the solve. Every Armijo-accepted step is
     applied, so the objective never increases.
 
+    With a trust region (``problem.max_step()``), the first trial step is capped at the boundary and the
+    solve ends once a step lands on it (Steihaug's rule).
+
     The solve also ends (successfully) when the decrease predicted along ``D``,
     ``-alpha0 * phi'(0) / 2``, is at most ``ftol * |f|``: below the rounding level of the objective
     (SIBP sets ``ftol`` from the dtype's machine epsilon), further trials would only compare noise.

@@ -302,7 +302,8 @@ class SIBP(Method):
     step (kept in ``state``). Inside the ball the NCG iterations are the usual ones, except that a
     line search starts no further than the boundary and the solve stops once a step lands on it
     (Steihaug's rule for truncated CG). A constraint that is not active changes nothing, so for small
-    ``eta`` the iterates are those of the plain algorithm.
+    ``eta`` the iterates are those of the plain algorithm.  ``output_solve="exact"`` solves the output layer's
+    ridge problems exactly, outside the ball.
 
     **Where the default differs from the authors' MATLAB code** (``sibp_inner.m``, ``FR3.m``,
     ``FR4.m``; ``compat="matlab"`` reproduces theirs):

@@ -54,7 +54,7 @@ def analysis(data, init_std, eta, steps, safeguard):
 def table(data, init_std, etas, epochs, rows):
     out = []
     print(f"\n## 784-600x10-10, init N(0, {init_std}^2), mnist-5k, {epochs} epochs, batch 100")
-    print(f"| method | " + " | ".join(f"eta={e:g} train / val" for e in etas) + " |")
+    print("| method | " + " | ".join(f"eta={e:g} train / val" for e in etas) + " |")
     print("|---|" + "---|" * len(etas))
     for label, kw in rows:
         cells = []
