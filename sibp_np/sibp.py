@@ -300,8 +300,9 @@ class SIBP(Method):
     ``1 + kappa / L`` (measured against a gain of at least 1), so the error of eq. (9), sent down
     through all L new layers, is at most ``(1 + kappa/L)^L <= e^kappa`` times what the old weights
     would send. ``||W^k||_2`` is estimated (from below) by one power iteration per step, warm-started
-    from the previous step's vector (kept in ``state``; 20 iterations at the first step). Inside the ball the NCG iterations are the usual ones, except that a
-    line search starts no further than the boundary and the solve stops once a step lands on it
+    from the previous step's vector (kept in ``state``; 20 iterations at the first step). Inside the
+    ball the NCG iterations are the usual ones, except that a line search starts no further than the
+    boundary and the solve stops once a step lands on it
     (Steihaug's rule for truncated CG). A constraint that is not active changes nothing, so for small
     ``eta`` the iterates are those of the plain algorithm. ``output_solve="exact"`` solves the
     output layer's ridge problems exactly, outside the ball.
