@@ -9,18 +9,22 @@ Importing sibp_np never imports CuPy; the ``cupy`` backend imports it when it is
 """
 from ._version import __version__
 from .backend import backend_of, get_backend, set_backend, use_backend
+from .callbacks import (Callback, Checkpoint, DivergenceCheck, EvalEvery, GradientNorm, OnRecord,
+                        ProgressTable, TimeBudget, TrainingDiverged)
 from .datasets import Dataset, load_dataset
 from .functions import get_activation, get_loss
+from .history import History
 from .methods import METHODS, Method, get_method, register
 from .model import MLP
 from .optim import SGD, Adam, RMSprop
 from .proxbp import ProxBP
 from .sibp import SIBP
-from .train import History, TrainingDiverged, fit
+from .train import Run, fit
 
 __all__ = [
-    "__version__", "MLP", "fit", "History", "TrainingDiverged", "SGD", "Adam", "RMSprop", "SIBP",
-    "ProxBP", "Method",
-    "METHODS", "get_method", "register", "load_dataset", "Dataset", "get_backend", "set_backend",
-    "use_backend", "backend_of", "get_activation", "get_loss",
+    "__version__", "MLP", "fit", "Run", "History", "TrainingDiverged", "SGD", "Adam", "RMSprop",
+    "SIBP", "ProxBP", "Method", "METHODS", "get_method", "register", "load_dataset", "Dataset",
+    "get_backend", "set_backend", "use_backend", "backend_of", "get_activation", "get_loss",
+    "Callback", "Checkpoint", "DivergenceCheck", "EvalEvery", "GradientNorm", "OnRecord",
+    "ProgressTable", "TimeBudget",
 ]

@@ -113,3 +113,36 @@ def check_y(y, n_samples, n_classes, backend, name="y"):
         raise ValueError(f"{name} has labels in [{lo}, {hi}] but the model has {n_classes} classes "
                          f"(labels must lie in [0, {n_classes - 1}])")
     return y.astype(xp.int64, copy=False)
+
+
+def check_open_unit(name, value):
+    """A real number in the open interval (0, 1)."""
+    v = check_positive(name, value)
+    if v >= 1:
+        raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+    return v
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {_short(value)}")
+    return bool(value)
+
+
+def check_optional_choice(name, value, choices):
+    """``None``, or one of ``choices`` as :func:`check_choice` accepts it."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be None or one of {', '.join(choices)}; got {_short(value)}")
+    key = value.strip().lower()
+    if key not in choices:
+        raise ValueError(f"{name} must be None or {' or '.join(repr(c) for c in choices)}, got {value!r}")
+    return key
+
+
+def check_pair(name, value, each):
+    """A pair ``(a, b)``, each checked by ``each(f"{name}[i]", x)``; returned as a tuple."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise TypeError(f"{name} must be a pair ({name}[0], {name}[1]), got {_short(value)}")
+    return tuple(each(f"{name}[{i}]", v) for i, v in enumerate(value))

@@ -10,13 +10,13 @@ then moved over the old one with ``os.replace``; a crash at any moment leaves th
 new one, never a broken file.
 """
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_path
 from ._version import __version__
-from .train import _jsonable as _json
+from .history import History, jsonable as _json
 
 FORMAT = "sibp_np-checkpoint"
 FORMAT_VERSION = 1
@@ -29,49 +29,26 @@ class CheckpointError(ValueError):
 def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
     """Write a checkpoint to ``path`` atomically (see the module docstring)."""
     import h5py
-    path = Path(path)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
-        try:
-            stale.unlink()
-        except OSError:
-            pass
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["sibp_np_version"] = __version__
-            f.attrs["epoch"] = int(epoch)
-            f.attrs["iteration"] = int(iteration)
-            f.attrs["rng_state"] = json.dumps(rng.bit_generator.state, default=_json)
-            f.attrs["config"] = json.dumps(history.config, default=_json)
-            f.attrs["history"] = json.dumps(history.to_dict(), default=_json)
-            g = f.create_group("model")
-            for k, v in model.get_params().items():
-                g.create_dataset(k, data=v)
-            s = f.create_group("method_state")
-            scalars = {}
-            for k, v in method.state_dict(model.backend).items():
-                if isinstance(v, np.ndarray):
-                    s.create_dataset(k, data=v)
-                else:
-                    scalars[k] = v
-            s.attrs["scalars"] = json.dumps(scalars, default=_json)
-            f.flush()
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        try:  # make the rename itself durable
-            dfd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError:
-            pass
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["sibp_np_version"] = __version__
+        f.attrs["epoch"] = int(epoch)
+        f.attrs["iteration"] = int(iteration)
+        f.attrs["rng_state"] = json.dumps(rng.bit_generator.state, default=_json)
+        f.attrs["config"] = json.dumps(history.config, default=_json)
+        f.attrs["history"] = json.dumps(history.to_dict(), default=_json)
+        g = f.create_group("model")
+        for k, v in model.get_params().items():
+            g.create_dataset(k, data=v)
+        s = f.create_group("method_state")
+        scalars = {}
+        for k, v in method.state_dict(model.backend).items():
+            if isinstance(v, np.ndarray):
+                s.create_dataset(k, data=v)
+            else:
+                scalars[k] = v
+        s.attrs["scalars"] = json.dumps(scalars, default=_json)
 
 
 def load_checkpoint(path):
@@ -129,3 +106,23 @@ def check_compatible(ckpt, config, path):
         if saved.get(key) != now.get(key):
             raise CheckpointError(f"checkpoint {path} does not match this run: {key} is "
                                   f"{saved.get(key)!r} in the checkpoint but {now.get(key)!r} now")
+
+
+def resume_run(run, path, verbose=0):
+    """Restore a :class:`~sibp_np.train.Run` from the checkpoint at ``path``: parameters, method state,
+    shuffling state, history, epoch and iteration. A run whose history ended in divergence is
+    restored as stopped."""
+    ckpt = load_checkpoint(path)
+    check_compatible(ckpt, run.history.config, path)
+    run.model.set_params(ckpt["params"])
+    run.method.load_state_dict(ckpt["method_state"], run.model.backend)
+    run.rng.bit_generator.state = ckpt["rng_state"]
+    old = History.from_dict(ckpt["history"])
+    run.history.records, run.history.diverged = old.records, old.diverged
+    run.epoch = ckpt["epoch"]
+    run.iteration = run.recorded_at = ckpt["iteration"]
+    run.seconds_before = run.history.last.get("elapsed_seconds") or 0.0
+    if verbose:
+        print(f"resumed from {path} after epoch {ckpt['epoch']} (iteration {run.iteration})")
+    if run.history.diverged is not None:
+        run.stop()

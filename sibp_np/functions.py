@@ -6,6 +6,7 @@ Notation (paper, eq. 1): ``G_{i+1} = F_i W_i^T + b_i`` (pre-activation, rows are
 import numpy as np
 
 from ._validation import check_choice
+from .backend import array_module
 
 
 class Activation:
@@ -53,7 +54,7 @@ class Identity(Activation):
         return G
 
     def deriv(self, G):
-        return _xp(G).ones_like(G)
+        return array_module(G).ones_like(G)
 
     def backprop(self, G, delta):
         return delta
@@ -70,7 +71,7 @@ class ReLU(Activation):
     name = "relu"
 
     def forward(self, G):
-        xp = _xp(G)
+        xp = array_module(G)
         return xp.maximum(G, 0)
 
     def deriv(self, G):
@@ -93,7 +94,7 @@ class Sigmoid(Activation):
     name = "sigmoid"
 
     def forward(self, G):
-        xp = _xp(G)
+        xp = array_module(G)
         # 0.5 * (1 + tanh(G/2)) is the overflow-free logistic function
         return G.dtype.type(0.5) * (xp.tanh(G.dtype.type(0.5) * G) + 1)
 
@@ -106,10 +107,10 @@ class Tanh(Activation):
     name = "tanh"
 
     def forward(self, G):
-        return _xp(G).tanh(G)
+        return array_module(G).tanh(G)
 
     def deriv(self, G):
-        t = _xp(G).tanh(G)
+        t = array_module(G).tanh(G)
         return 1 - t * t
 
 
@@ -123,14 +124,6 @@ def get_activation(name):
     return ACTIVATIONS[check_choice("activation", name, tuple(ACTIVATIONS))]()
 
 
-def _xp(a):
-    mod = type(a).__module__.split(".")[0]
-    if mod == "cupy":
-        import cupy
-        return cupy
-    return np
-
-
 # ---------------------------------------------------------------------------------------- losses
 def one_hot(y, n_classes, dtype, xp=np):
     """``Y``: one-hot targets, shape (n_samples, n_classes)."""
@@ -141,14 +134,14 @@ def one_hot(y, n_classes, dtype, xp=np):
 
 def log_softmax(F):
     """Row-wise ``log softmax(F)``, stable for logits of any finite magnitude."""
-    xp = _xp(F)
+    xp = array_module(F)
     m = F.max(axis=1, keepdims=True)
     S = F - m
     return S - xp.log(xp.exp(S).sum(axis=1, keepdims=True))
 
 
 def softmax(F):
-    xp = _xp(F)
+    xp = array_module(F)
     S = F - F.max(axis=1, keepdims=True)
     E = xp.exp(S)
     return E / E.sum(axis=1, keepdims=True)
@@ -183,11 +176,11 @@ class SoftmaxCrossEntropy(Loss):
     name = "cross_entropy"
 
     def value(self, F, y):
-        xp = _xp(F)
+        xp = array_module(F)
         return float(-log_softmax(F)[xp.arange(F.shape[0]), y].mean())
 
     def sample_grad(self, F, y):
-        xp = _xp(F)
+        xp = array_module(F)
         G = softmax(F)
         G[xp.arange(F.shape[0]), y] -= 1
         return G
@@ -199,12 +192,12 @@ class SquaredError(Loss):
     name = "squared_error"
 
     def value(self, F, y):
-        xp = _xp(F)
+        xp = array_module(F)
         R = F - one_hot(y, F.shape[1], F.dtype, xp)
         return 0.5 * float(xp.vdot(R.ravel(), R.ravel())) / F.shape[0]
 
     def sample_grad(self, F, y):
-        xp = _xp(F)
+        xp = array_module(F)
         return F - one_hot(y, F.shape[1], F.dtype, xp)
 
 

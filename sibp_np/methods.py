@@ -1,9 +1,15 @@
-"""The one protocol every training method follows, and the registry of methods by name.
+"""The one protocol every training method follows, its hyperparameters, and the registry of methods.
 
 ``method.step(model, X, y) -> float`` runs one iteration on one minibatch and returns that minibatch's
 batch-mean loss *before* the update. ``y`` holds integer labels. The training loop only ever calls
 ``step``, so it never branches on the method.
+
+A method's hyperparameters are its constructor's arguments, stored under the same names (as in
+scikit-learn): :meth:`Method.hyperparameters` reads them from the signature. Declaring one as a
+:class:`Hyperparameter` makes every assignment, in ``__init__`` and after, go through the same check.
 """
+import inspect
+
 import numpy as np
 
 from ._validation import check_choice
@@ -26,6 +32,46 @@ def get_method(name, **hyperparameters):
     return METHODS[key](**hyperparameters)
 
 
+class Hyperparameter:
+    """A method's constructor argument, checked on every assignment.
+
+    ``Hyperparameter(check, **options)`` stores ``check(name, value, **options)``, which returns the
+    value to keep or raises a ``TypeError``/``ValueError`` that names the parameter. Once all of an
+    instance's hyperparameters are set, every assignment also runs the method's :meth:`Method._validate`
+    (the checks between parameters, and defaults that depend on others); if that fails, the old value
+    is put back before the error propagates.
+    """
+
+    def __init__(self, check, **options):
+        self.check, self.options = check, options
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, obj, value):
+        new = self.check(self.name, value, **self.options)
+        missing = object()
+        old = obj.__dict__.get(self.name, missing)
+        obj.__dict__[self.name] = new
+        if all(n in obj.__dict__ for n in type(obj).hyperparameter_names()):
+            try:
+                obj._validate()
+            except Exception:
+                if old is missing:
+                    del obj.__dict__[self.name]
+                else:
+                    obj.__dict__[self.name] = old
+                raise
+
+
 class Method:
     """Base class of all training methods.
 
@@ -41,12 +87,29 @@ class Method:
     def step(self, model, X, y):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @classmethod
+    def hyperparameter_names(cls):
+        """The constructor's named arguments, in signature order."""
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in list(sig.parameters.values())[1:]
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
     def hyperparameters(self):
-        """The constructor's arguments as a dict (for histories and checkpoints)."""
-        return dict(self._hyper)
+        """``{name: value in use}`` for each constructor argument (for repr, histories, checkpoints)."""
+        out = {}
+        for name in self.hyperparameter_names():
+            if not hasattr(self, name):
+                raise TypeError(f"{type(self).__name__}.__init__ takes {name!r}, but the instance has "
+                                f"no attribute {name!r}: store each constructor argument under its "
+                                f"own name")
+            out[name] = getattr(self, name)
+        return out
+
+    def _validate(self):
+        """Checks between hyperparameters, run after ``__init__`` and after each later assignment."""
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self._hyper.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"
 
     # checkpoints ---------------------------------------------------------------------------

@@ -1,4 +1,6 @@
 """The fully connected network of the paper (eq. 1) and plain back propagation (eqs. 4-5)."""
+import math
+
 import numpy as np
 
 from ._validation import check_choice, check_dtype, check_int, check_positive, check_X, check_y
@@ -104,9 +106,20 @@ class MLP:
         """``sigma`` after layer ``i`` (0-based): the hidden activation, or identity for the last."""
         return self.output_activation if i == self.n_layers - 1 else self.activation
 
+    def layers(self):
+        """``(W_i, b_i, sigma_i)`` for each layer, input to output: the arrays themselves (methods
+        update them in place) and the layer's activation (identity for the output layer)."""
+        for i, (W, b) in enumerate(zip(self._W, self._b)):
+            yield W, b, self.activation_of(i)
+
     def params_finite(self):
+        """Whether every parameter is finite: one float64 reduction per parameter and one host sync.
+
+        A sum is finite iff no entry is NaN or inf, barring an overflow of the sum itself, which only
+        a diverging run reaches.
+        """
         xp = self.xp
-        return all(bool(xp.isfinite(p).all()) for p in self.params())
+        return bool(xp.isfinite(sum(xp.sum(p, dtype=xp.float64) for p in self.params())))
 
     def __repr__(self):
         return (f"MLP({list(self.layer_sizes)}, activation={self.activation.name!r}, "
@@ -121,6 +134,21 @@ class MLP:
         return X, check_y(y, X.shape[0], self.n_classes, self.backend)
 
     # ------------------------------------------------------------------ forward / backward
+    def _propagate(self, X, keep):
+        """The forward pass (eq. 1), the one routine behind :meth:`forward_cache`, :meth:`forward`,
+        :meth:`predict`, :meth:`predict_proba` and :meth:`evaluate`. Returns ``(G, F)`` lists when
+        ``keep``, else the logits alone."""
+        G, F = [None], [X]
+        A = X
+        for W, b, sigma in self.layers():
+            Z = A @ W.T
+            Z += b
+            A = sigma.forward(Z)
+            if keep:
+                G.append(Z)
+                F.append(A)
+        return (G, F) if keep else A
+
     def forward_cache(self, X):
         """Forward pass (eq. 1) keeping every layer.
 
@@ -135,13 +163,7 @@ class MLP:
         F : list of arrays
             ``F[0] = X`` and ``F[i+1] = sigma(G[i+1])``; ``F[-1] = G[-1]`` are the logits.
         """
-        G, F = [None], [X]
-        for i, (W, b) in enumerate(zip(self._W, self._b)):
-            Gi = F[-1] @ W.T
-            Gi += b
-            G.append(Gi)
-            F.append(self.activation_of(i).forward(Gi))
-        return G, F
+        return self._propagate(X, keep=True)
 
     def backward(self, G, F, delta_N):
         """Back propagation, eqs. (4)-(5).
@@ -175,58 +197,65 @@ class MLP:
         loss = self.loss.value(F[-1], y)
         return loss, self.backward(G, F, self.loss.mean_grad(F[-1], y))
 
+    def gradient_norm(self, X, y, chunk=4096):
+        """``||dJ/dtheta||`` of the batch-mean loss on all of ``(X, y)`` (Proposition 1's stationarity),
+        accumulated ``chunk`` rows at a time."""
+        X, y = self.check_Xy(X, y)
+        n = X.shape[0]
+        total = None
+        for s in range(0, n, chunk):
+            G, F = self.forward_cache(X[s:s + chunk])
+            g = self.backward(G, F, self.loss.sample_grad(F[-1], y[s:s + chunk]) / F[-1].dtype.type(n))
+            total = g if total is None else [a + b for a, b in zip(total, g)]
+        return math.sqrt(sum(float(self.xp.vdot(a.ravel(), a.ravel())) for a in total))
+
     def forward(self, X):
         """Logits ``F_N``, shape (n_samples, n_classes), on the model's backend."""
         X = self.check_X(X)
-        return self._forward_chunks(X, lambda F: F)
+        return self._chunks(X, lambda F: F)
 
-    def _forward_chunks(self, X, fn, chunk=4096):
-        xp = self.xp
-        parts = []
-        for s in range(0, X.shape[0], chunk):
-            A = X[s:s + chunk]
-            for i, (W, b) in enumerate(zip(self._W, self._b)):
-                A = A @ W.T
-                A += b
-                A = self.activation_of(i).forward(A)
-            parts.append(fn(A))
-        return xp.concatenate(parts) if len(parts) > 1 else parts[0]
+    def _chunks(self, X, fn, chunk=4096):
+        parts = [fn(self._propagate(X[s:s + chunk], keep=False)) for s in range(0, X.shape[0], chunk)]
+        return self.xp.concatenate(parts) if len(parts) > 1 else parts[0]
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(F_N)``, shape (n_samples, n_classes), as a NumPy array."""
         X = self.check_X(X)
-        P = self.backend.to_host(self._forward_chunks(X, softmax))
+        P = self.backend.to_host(self._chunks(X, softmax))
         _warn_nonfinite(P, "predict_proba")
         return P
 
     def predict(self, X):
         """Predicted labels, shape (n_samples,), as a NumPy int64 array."""
         X = self.check_X(X)
-        logits = self._forward_chunks(X, lambda F: F)
+        logits = self._chunks(X, lambda F: F)
         if not bool(self.xp.isfinite(logits).all()):
             _warn_nonfinite(np.array([np.nan]), "predict")
         return self.backend.to_host(logits.argmax(axis=1)).astype(np.int64)
 
-    def evaluate(self, X, y, chunk=4096):
+    def evaluate(self, X, y, chunk=4096, warn=True):
         """Mean loss and accuracy on ``(X, y)``, computed ``chunk`` rows at a time.
+
+        Parameters
+        ----------
+        X : array, shape (n_samples, n_features)
+        y : array of int, shape (n_samples,)
+        chunk : int
+            Rows per forward pass (bounds the memory of the activations).
+        warn : bool
+            Warn (``RuntimeWarning``) when the loss is not finite.
 
         Returns
         -------
         loss, accuracy : float, float
         """
         X, y = self.check_Xy(X, y)
-        return self._evaluate(X, y, chunk)
-
-    def _evaluate(self, X, y, chunk=4096, warn=True):
+        chunk = check_int("chunk", chunk, minimum=1)
         total_loss, correct = 0.0, 0
         for s in range(0, X.shape[0], chunk):
-            A, ys = X[s:s + chunk], y[s:s + chunk]
-            for i, (W, b) in enumerate(zip(self._W, self._b)):
-                A = A @ W.T
-                A += b
-                A = self.activation_of(i).forward(A)
-            total_loss += self.loss.value(A, ys) * A.shape[0]
-            correct += int((A.argmax(axis=1) == ys).sum())
+            F_N, ys = self._propagate(X[s:s + chunk], keep=False), y[s:s + chunk]
+            total_loss += self.loss.value(F_N, ys) * F_N.shape[0]
+            correct += int((F_N.argmax(axis=1) == ys).sum())
         loss = total_loss / X.shape[0]
         if warn and not np.isfinite(loss):
             _warn_nonfinite(np.array([loss]), "evaluate")

@@ -9,9 +9,9 @@ gradients (or pseudo-gradients, as ProxBP passes them) and changes the parameter
 """
 import math
 
-from ._validation import check_fraction, check_positive
-from .functions import _xp
-from .methods import Method, register
+from ._validation import check_bool, check_fraction, check_pair, check_positive
+from .backend import array_module
+from .methods import Hyperparameter, Method, register
 
 
 #: every this many updates, optimizer buffers are scanned for subnormal numbers (see Optimizer.update)
@@ -47,14 +47,14 @@ class Optimizer(Method):
     def _flush_subnormals(self):
         for key, a in self.state.items():
             if hasattr(a, "dtype") and a.dtype.kind == "f":
-                xp = _xp(a)
+                xp = array_module(a)
                 tiny = xp.finfo(a.dtype).tiny
                 xp.putmask(a, xp.abs(a) < tiny, 0)
 
     def _buffer(self, name, k, like):
         key = f"{name}{k}"
         if key not in self.state:
-            self.state[key] = _xp(like).zeros_like(like)
+            self.state[key] = array_module(like).zeros_like(like)
         return self.state[key]
 
     def _scratch(self, k, like):
@@ -63,7 +63,7 @@ class Optimizer(Method):
             self._work = {}
         w = self._work.get(k)
         if w is None or w.shape != like.shape or w.dtype != like.dtype:
-            w = self._work[k] = _xp(like).empty_like(like)
+            w = self._work[k] = array_module(like).empty_like(like)
         return w
 
     def _update_one(self, k, p, g):  # pragma: no cover - abstract
@@ -88,20 +88,21 @@ class SGD(Optimizer):
     With ``momentum = 0`` this is plain BP, eq. (3) of the paper.
     """
 
+    lr = Hyperparameter(check_positive)
+    momentum = Hyperparameter(check_positive, allow_zero=True)
+    nesterov = Hyperparameter(check_bool)
+    weight_decay = Hyperparameter(check_positive, allow_zero=True)
+    dampening = Hyperparameter(check_positive, allow_zero=True)
+
     def __init__(self, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
         super().__init__()
-        self.lr = check_positive("lr", lr)
-        self.momentum = check_positive("momentum", momentum, allow_zero=True)
-        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
-        self.dampening = check_positive("dampening", dampening, allow_zero=True)
-        if not isinstance(nesterov, bool):
-            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
-        if nesterov and (self.momentum <= 0 or self.dampening != 0):
+        self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
+        self.weight_decay, self.dampening = weight_decay, dampening
+
+    def _validate(self):
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0, got momentum="
-                             f"{momentum!r}, dampening={dampening!r}")
-        self.nesterov = nesterov
-        self._hyper = dict(lr=self.lr, momentum=self.momentum, nesterov=nesterov,
-                           weight_decay=self.weight_decay, dampening=self.dampening)
+                             f"{self.momentum!r}, dampening={self.dampening!r}")
 
     def _update_one(self, k, p, g):
         dt = p.dtype.type
@@ -134,19 +135,18 @@ class Adam(Optimizer):
     ``eps`` is added *after* the bias-corrected square root, as in PyTorch.
     """
 
+    lr = Hyperparameter(check_positive)
+    betas = Hyperparameter(check_pair, each=check_fraction)
+    eps = Hyperparameter(check_positive)
+    weight_decay = Hyperparameter(check_positive, allow_zero=True)
+
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__()
-        self.lr = check_positive("lr", lr)
-        if not hasattr(betas, "__len__") or len(betas) != 2:
-            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (check_fraction("betas[0]", betas[0]), check_fraction("betas[1]", betas[1]))
-        self.eps = check_positive("eps", eps)
-        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
-        self._hyper = dict(lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
 
     def _update_one(self, k, p, g):
         dt = p.dtype.type
-        xp = _xp(p)
+        xp = array_module(p)
         b1, b2 = self.betas
         t = self.state["t"]
         if self.weight_decay:
@@ -182,19 +182,20 @@ class RMSprop(Optimizer):
         else:             p <- p - lr * g / (sqrt(v) + eps)
     """
 
+    lr = Hyperparameter(check_positive)
+    alpha = Hyperparameter(check_fraction)
+    eps = Hyperparameter(check_positive)
+    momentum = Hyperparameter(check_positive, allow_zero=True)
+    weight_decay = Hyperparameter(check_positive, allow_zero=True)
+
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
         super().__init__()
-        self.lr = check_positive("lr", lr)
-        self.alpha = check_fraction("alpha", alpha)
-        self.eps = check_positive("eps", eps)
-        self.momentum = check_positive("momentum", momentum, allow_zero=True)
-        self.weight_decay = check_positive("weight_decay", weight_decay, allow_zero=True)
-        self._hyper = dict(lr=self.lr, alpha=self.alpha, eps=self.eps, momentum=self.momentum,
-                           weight_decay=self.weight_decay)
+        self.lr, self.alpha, self.eps, self.momentum = lr, alpha, eps, momentum
+        self.weight_decay = weight_decay
 
     def _update_one(self, k, p, g):
         dt = p.dtype.type
-        xp = _xp(p)
+        xp = array_module(p)
         if self.weight_decay:
             g = g + dt(self.weight_decay) * p
         v = self._buffer("v", k, p)

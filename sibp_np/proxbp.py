@@ -21,10 +21,15 @@ One step on a minibatch, with the **batch-mean** loss as in the reference code:
 (``theta <- theta^k - Delta``); with ``optimizer=SGD(...)`` or ``Adam(...)`` it is handed to that
 optimizer in place of a gradient, for every layer, the output layer's ``eta * dL/dtheta`` included.
 """
-import numpy as np
-
 from ._validation import check_choice, check_int, check_positive
-from .methods import Method, register
+from .methods import Hyperparameter, Method, register
+
+
+def check_optimizer(name, value):
+    """``None`` or an explicit method with an ``update(params, grads)`` method."""
+    if value is not None and not callable(getattr(value, "update", None)):
+        raise TypeError(f"{name} must be an SGD, Adam or RMSprop instance, got {value!r}")
+    return value
 
 
 @register("proxbp")
@@ -54,17 +59,15 @@ class ProxBP(Method):
     With an optimizer, set ``eta = 1`` and give the reference ``lr`` to the optimizer.
     """
 
+    eta = Hyperparameter(check_positive)
+    lam = Hyperparameter(check_positive)
+    cg_steps = Hyperparameter(check_int, minimum=1)
+    solve = Hyperparameter(check_choice, choices=("cg", "exact"))
+    optimizer = Hyperparameter(check_optimizer)
+
     def __init__(self, eta=1.0, lam=1.0, cg_steps=5, solve="cg", optimizer=None):
         super().__init__()
-        self.eta = check_positive("eta", eta)
-        self.lam = check_positive("lam", lam)
-        self.cg_steps = check_int("cg_steps", cg_steps, minimum=1)
-        self.solve = check_choice("solve", solve, ("cg", "exact"))
-        if optimizer is not None and not callable(getattr(optimizer, "update", None)):
-            raise TypeError(f"optimizer must be an SGD, Adam or RMSprop instance, got {optimizer!r}")
-        self.optimizer = optimizer
-        self._hyper = dict(eta=self.eta, lam=self.lam, cg_steps=self.cg_steps, solve=self.solve,
-                           optimizer=repr(optimizer) if optimizer is not None else None)
+        self.eta, self.lam, self.cg_steps, self.solve, self.optimizer = eta, lam, cg_steps, solve, optimizer
         self.last_cg_objectives = []
 
     def step(self, model, X, y):
@@ -77,8 +80,9 @@ class ProxBP(Method):
         # plain back propagation with the old weights: dz[i] = dL/dG_{i+1}
         dz = [None] * L
         dz[L - 1] = model.loss.mean_grad(F[-1], y)
+        layers = list(model.layers())
         for i in range(L - 2, -1, -1):
-            dz[i] = model.activation_of(i).backprop(G[i + 1], dz[i + 1] @ model._W[i + 1])
+            dz[i] = layers[i][2].backprop(G[i + 1], dz[i + 1] @ layers[i + 1][0])
         pseudo = [None] * (2 * L)
         self.last_cg_objectives = []
         for i in range(L):
@@ -143,11 +147,7 @@ class ProxBP(Method):
         A[n_in, n_in] = n
         A.ravel()[:: n_in + 2] += dt(self.lam)  # the diagonal
         R = xp.concatenate([RW, Rb[:, None]], axis=1)  # (n_out, n_in + 1)
-        if xp is np:
-            import scipy.linalg
-            D = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), R.T).T
-        else:
-            D = xp.linalg.solve(A, R.T).T
+        D = model.backend.solve_spd(A, R.T).T
         D = xp.ascontiguousarray(D.astype(RW.dtype, copy=False))
         return D[:, :n_in].copy(), D[:, n_in].copy()
 

@@ -21,8 +21,9 @@ import math
 
 import numpy as np
 
-from ._validation import check_choice, check_int, check_positive
-from .methods import Method, register
+from ._validation import (check_bool, check_choice, check_int, check_open_unit, check_optional_choice,
+                          check_positive)
+from .methods import Hyperparameter, Method, register
 from .matlab_compat import fr_matlab
 from .ncg import VARIANTS, EuclideanVectors, ncg
 
@@ -239,7 +240,6 @@ def weight_form(n_samples, n_in, n_out, cg_steps):
 
 
 SAFEGUARDS = ("trust-region", "none")
-COMPAT = (None, "matlab")
 
 
 @register("sibp")
@@ -329,45 +329,41 @@ class SIBP(Method):
     other method's.
     """
 
+    eta = Hyperparameter(check_positive)
+    lam = Hyperparameter(check_positive)
+    cg_steps = Hyperparameter(check_int, minimum=1)
+    cg_variant = Hyperparameter(check_choice, choices=VARIANTS)
+    output_solve = Hyperparameter(check_choice, choices=("ncg", "exact"))
+    weight_solver = Hyperparameter(check_choice, choices=("auto", "primal", "dual"))
+    safeguard = Hyperparameter(check_optional_choice, choices=SAFEGUARDS)
+    trust_radius = Hyperparameter(check_positive)
+    compat = Hyperparameter(check_optional_choice, choices=("matlab",))
+    c1 = Hyperparameter(check_open_unit)
+    shrink = Hyperparameter(check_open_unit)
+    max_trials = Hyperparameter(check_int, minimum=1)
+    record_stats = Hyperparameter(check_bool)
+
     def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", output_solve="ncg",
                  weight_solver="auto", safeguard=None, trust_radius=2.0, compat=None, c1=1e-4,
                  shrink=0.5, max_trials=20, record_stats=False):
         super().__init__()
-        self.eta = check_positive("eta", eta)
-        self.lam = check_positive("lam", lam)
-        self.cg_steps = check_int("cg_steps", cg_steps, minimum=1)
-        self.cg_variant = check_choice("cg_variant", cg_variant, VARIANTS)
-        self.output_solve = check_choice("output_solve", output_solve, ("ncg", "exact"))
-        self.weight_solver = check_choice("weight_solver", weight_solver, ("auto", "primal", "dual"))
-        if compat not in COMPAT:
-            raise ValueError(f"compat must be None or 'matlab', got {compat!r}")
-        self.compat = compat
-        if safeguard is None:
-            safeguard = "none" if compat == "matlab" else "trust-region"
-        self.safeguard = check_choice("safeguard", safeguard, SAFEGUARDS)
-        if compat == "matlab" and (self.safeguard != "none" or self.cg_variant != "fr"
-                                   or self.output_solve != "ncg"):
+        self.stats = []
+        self.last_targets = None  # (T_i for each layer), kept for inspection and tests
+        self.matmuls_last_step = 0
+        self.eta, self.lam, self.cg_steps, self.cg_variant = eta, lam, cg_steps, cg_variant
+        self.output_solve, self.weight_solver, self.compat = output_solve, weight_solver, compat
+        self.safeguard, self.trust_radius, self.c1, self.shrink = safeguard, trust_radius, c1, shrink
+        self.max_trials, self.record_stats = max_trials, record_stats
+
+    def _validate(self):
+        if self.safeguard is None:  # the default: the value in use is what repr and histories show
+            self.__dict__["safeguard"] = "none" if self.compat == "matlab" else "trust-region"
+        if self.compat == "matlab" and (self.safeguard != "none" or self.cg_variant != "fr"
+                                        or self.output_solve != "ncg"):
             raise ValueError("compat='matlab' runs the authors' solver as it is: it needs "
                              f"safeguard='none', cg_variant='fr' and output_solve='ncg', got "
                              f"safeguard={self.safeguard!r}, cg_variant={self.cg_variant!r}, "
                              f"output_solve={self.output_solve!r}")
-        self.trust_radius = check_positive("trust_radius", trust_radius)
-        self.c1 = check_positive("c1", c1)
-        if self.c1 >= 1:
-            raise ValueError(f"c1 must lie in (0, 1), got {c1!r}")
-        self.shrink = check_positive("shrink", shrink)
-        if self.shrink >= 1:
-            raise ValueError(f"shrink must lie in (0, 1), got {shrink!r}")
-        self.max_trials = check_int("max_trials", max_trials, minimum=1)
-        self.record_stats = bool(record_stats)
-        self.stats = []
-        self._hyper = dict(eta=self.eta, lam=self.lam, cg_steps=self.cg_steps,
-                           cg_variant=self.cg_variant, output_solve=self.output_solve,
-                           weight_solver=self.weight_solver, safeguard=self.safeguard,
-                           trust_radius=self.trust_radius, compat=self.compat, c1=self.c1,
-                           shrink=self.shrink, max_trials=self.max_trials)
-        self.last_targets = None  # (T_i for each layer), kept for inspection and tests
-        self.matmuls_last_step = 0
 
     # --------------------------------------------------------------------------------------
     def step(self, model, X, y):
@@ -382,12 +378,12 @@ class SIBP(Method):
         L = model.n_layers
         kappa = self.trust_radius / L if self.safeguard == "trust-region" else None
         step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products
-        flops = sum(2 * X.shape[0] * W.size for W in model._W)
+        layers = list(model.layers())
+        flops = sum(2 * X.shape[0] * W.size for W, _, _ in layers)
         for i in range(L - 1, -1, -1):
-            act = model.activation_of(i)
+            W, b, act = layers[i]
             T = F[i + 1] - eta * delta  # F_{i+1}^{k+1/2}
             targets[i + 1] = T
-            W, b = model._W[i], model._b[i]
             output = i == L - 1
             if output and self.output_solve == "exact":
                 self._exact_output(backend, F[i], T, W, b)
@@ -467,22 +463,17 @@ class SIBP(Method):
         return prob.matmuls, prob.flops
 
     def _exact_output(self, backend, F, T, W, b):
-        """Exact ridge solves of (7) for the linear output layer, W then b (Cholesky via SciPy on CPU).
+        """Exact ridge solves of (7) for the linear output layer, W then b (``backend.solve_spd``).
 
         ``W (2 F^T F + lam I) = 2 (T - b)^T F + lam W^k`` and
         ``b (2 B + lam) = 2 sum_n (T - F W^T)_n + lam b^k``.
         """
-        xp = backend.xp
         dt = W.dtype.type
         lam = dt(self.lam)
         A = dt(2) * (F.T @ F)
         A.ravel()[:: A.shape[0] + 1] += lam  # the diagonal, on any backend
         rhs = dt(2) * ((T - b).T @ F) + lam * W  # (n_out, n_in)
-        if xp is np:
-            import scipy.linalg
-            W[...] = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), rhs.T).T
-        else:
-            W[...] = xp.linalg.solve(A, rhs.T).T
+        W[...] = backend.solve_spd(A, rhs.T).T
         n = F.shape[0]
         b[...] = (dt(2) * (T - F @ W.T).sum(axis=0) + lam * b) / dt(2 * n + self.lam)
 

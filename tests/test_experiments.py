@@ -6,7 +6,7 @@ import pytest
 
 from sibp_np.cli import main
 from sibp_np.datasets import save_h5
-from sibp_np.train import History
+from sibp_np.history import History
 
 
 @pytest.fixture

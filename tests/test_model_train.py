@@ -34,7 +34,7 @@ def test_assignment_checks_shape_and_converts_dtype():
 def test_evaluate_in_chunks_equals_one_chunk():
     m, X, y = small_problem(n=103)
     Xc, yc = m.check_Xy(X, y)
-    assert m._evaluate(Xc, yc, chunk=10) == pytest.approx(m._evaluate(Xc, yc, chunk=1000), rel=1e-12)
+    assert m.evaluate(Xc, yc, chunk=10) == pytest.approx(m.evaluate(Xc, yc, chunk=1000), rel=1e-12)
     loss, acc = m.evaluate(X, y)
     assert acc == pytest.approx((m.predict(X) == y).mean())
     np.testing.assert_allclose(m.predict_proba(X).sum(1), 1.0)
@@ -158,7 +158,7 @@ def test_eval_every_time_budget_and_train_subset():
     assert h["epoch"] == [0, 1, 1, 1, 2, 2, 2] and h["epoch_float"][-1] == 2.0
     Xc, yc = m.check_Xy(X, y)
     sub = np.sort(np.random.default_rng(0).permutation(60)[:25])
-    assert h.last["train_acc"] == pytest.approx(m._evaluate(Xc[sub], yc[sub])[1])
+    assert h.last["train_acc"] == pytest.approx(m.evaluate(Xc[sub], yc[sub])[1])
     m2, _, _ = small_problem(n=60)
     h2 = fit(m2, SIBP(), X, y, epochs=1000, batch_size=10, verbose=0, time_budget=0.05)
     assert h2.last["elapsed_seconds"] >= 0.05 and h2.last["iterations"] < 6000

@@ -10,7 +10,7 @@ import contextvars
 import os
 
 from .._validation import check_choice
-from .base import FUSED_OPS, Backend
+from .base import DEVICE_OPS, FUSED_OPS, Backend
 
 BACKENDS = ("numpy", "cupy")
 ENV_VAR = "SIBP_NP_BACKEND"
@@ -19,8 +19,8 @@ _context = contextvars.ContextVar("sibp_np_backend", default=None)
 _default_name = None  # set by set_backend; None means "read the environment variable"
 _instances = {}
 
-__all__ = ["Backend", "FUSED_OPS", "BACKENDS", "get_backend", "set_backend", "use_backend",
-           "backend_of"]
+__all__ = ["Backend", "FUSED_OPS", "DEVICE_OPS", "BACKENDS", "get_backend", "set_backend",
+           "use_backend", "backend_of", "array_module"]
 
 
 def _normalize(name, source):
@@ -69,7 +69,6 @@ def get_backend(name=None):
     return _instance(_normalize(env, ENV_VAR))
 
 
-
 def set_backend(name):
     """Set the process-wide default backend (overrides ``$SIBP_NP_BACKEND``); ``None`` resets it."""
     global _default_name
@@ -103,3 +102,8 @@ def backend_of(*arrays):
     if any(_is_cupy_array(a) for a in arrays):
         return _instance("cupy")
     return _instance("numpy")
+
+
+def array_module(a):
+    """``numpy`` or ``cupy``: the array module of ``a`` (for code that receives arrays, not a model)."""
+    return _instance("cupy").xp if _is_cupy_array(a) else _instance("numpy").xp

@@ -9,6 +9,10 @@ import numpy
 #: The ops that a subclass may replace with fused kernels. Each has a reference here.
 FUSED_OPS = ("masked_residual", "masked_residual_sqnorm", "masked_sqnorm")
 
+#: The ops whose CPU code here is not generic in ``xp`` (it calls SciPy): every device backend overrides
+#: them.
+DEVICE_OPS = ("solve_spd",)
+
 
 class Backend:
     """Array backend: NumPy by default.
@@ -43,6 +47,22 @@ class Backend:
 
     def synchronize(self):
         """Wait for queued device work (a no-op on the CPU)."""
+
+    # ------------------------------------------------------------------ linear algebra
+    def solve_spd(self, A, B):
+        """``X`` with ``A X = B`` for a symmetric positive-definite ``A`` (SciPy's Cholesky on the CPU).
+
+        Parameters
+        ----------
+        A : array, shape (n, n)
+        B : array, shape (n, k)
+
+        Returns
+        -------
+        X : array, shape (n, k)
+        """
+        import scipy.linalg
+        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), B)
 
     # ------------------------------------------------------------------ line-search ops
     def masked_residual(self, z, t, out=None):

@@ -1,4 +1,5 @@
-"""CuPy backend: the base class's ``xp`` code on the GPU, plus fused kernels for :data:`FUSED_OPS`.
+"""CuPy backend: the base class's ``xp`` code on the GPU, fused kernels for :data:`FUSED_OPS`, and the
+device versions of :data:`DEVICE_OPS`.
 
 Every kernel is an explicit ``cupy.ElementwiseKernel``/``cupy.ReductionKernel`` (never ``cupy.fuse``,
 which mis-compiles Python conditionals: CuPy issue 7878), built lazily on first use, memoized, and named
@@ -8,7 +9,7 @@ class's reference code then runs on CuPy), for bisecting a discrepancy.
 import functools
 import os
 
-from .base import FUSED_OPS, Backend
+from .base import DEVICE_OPS, FUSED_OPS, Backend
 
 _INSTALL_HINT = 'pip install "sibp_np[gpu]"   (CUDA 12; or the cupy wheel that matches your CUDA)'
 _CTK_HINT = 'pip install "cupy-cuda12x[ctk]"'
@@ -74,6 +75,10 @@ class CupyBackend(Backend):
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()
 
+    def solve_spd(self, A, B):
+        # cuSOLVER's LU solve through cupy.linalg.solve (A is small: n_in x n_in)
+        return self.xp.linalg.solve(A, B)
+
     # ------------------------------------------------------------------ helpers
     def _check(self, op, **arrays):
         for pname, a in arrays.items():
@@ -119,4 +124,4 @@ class CupyBackend(Backend):
         return float(self._launch("masked_sqnorm", z, p))
 
 
-assert all(hasattr(CupyBackend, op) for op in FUSED_OPS)
+assert all(op in vars(CupyBackend) for op in FUSED_OPS + DEVICE_OPS)

@@ -1,0 +1,40 @@
+"""Atomic file writes: a file is written under a temporary name in its folder, flushed and fsynced, then
+moved over the target with ``os.replace``. A crash at any moment leaves the old file or the new one,
+never a broken one."""
+import contextlib
+import os
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Context manager yielding a temporary path to write; on success it replaces ``path``.
+
+    Temporary files left by a writer that was killed (``.NAME.*.tmp`` beside ``path``) are removed first.
+    On an exception the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        with contextlib.suppress(OSError):  # make the rename itself durable
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)

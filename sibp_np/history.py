@@ -1,0 +1,142 @@
+"""The per-epoch records of a run, and their JSON and HDF5 files.
+
+``History.load(path)`` reads both formats; ``History.save(path)`` writes either, atomically.
+"""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_path, write_text
+
+#: the keys of every record (plus ``epoch_float``, and ``grad_norm`` when the stationarity is asked for)
+METRICS = ("epoch", "iterations", "train_loss", "train_acc", "val_loss", "val_acc", "batch_loss",
+           "train_seconds", "elapsed_seconds")
+_INT_KEYS = ("epoch", "iterations")
+_HDF5_SUFFIXES = (".h5", ".hdf5")
+
+
+def jsonable(o):
+    """``default=`` for :func:`json.dumps`: NumPy scalars and arrays, tuples and sets, else ``str``."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    return str(o)
+
+
+class History:
+    """Per-epoch records of a run.
+
+    ``history.records`` is a list of dicts with the keys of :data:`METRICS`. Record 0 is the initial
+    network (epoch 0, no update). ``history["val_acc"]`` is the column as a list. ``history.diverged``
+    is ``None`` or a dict with the epoch, iteration, method and reason. ``history.config`` describes
+    the run (model, method and hyperparameters, batch size, seeds, ...); ``history.environment`` the
+    machine and software it ran on (:func:`sibp_np.environment.environment`).
+    """
+
+    def __init__(self, config=None, environment=None):
+        self.records = []
+        self.diverged = None
+        self.config = dict(config or {})
+        self.environment = dict(environment or {})
+
+    def append(self, record):
+        self.records.append(dict(record))
+
+    def __len__(self):
+        return len(self.records)
+
+    def __getitem__(self, key):
+        return [r.get(key) for r in self.records]
+
+    @property
+    def last(self):
+        return self.records[-1] if self.records else {}
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self):
+        return {"config": self.config, "records": self.records, "diverged": self.diverged,
+                "environment": self.environment}
+
+    @classmethod
+    def from_dict(cls, d):
+        h = cls(d.get("config"), d.get("environment"))
+        h.records = [dict(r) for r in d.get("records", [])]
+        h.diverged = d.get("diverged")
+        return h
+
+    def to_json(self, path=None, indent=1):
+        """The history as JSON text; also written (atomically) to ``path`` when given."""
+        text = json.dumps(self.to_dict(), indent=indent, default=jsonable)
+        if path is not None:
+            write_text(path, text + "\n")
+        return text
+
+    # ------------------------------------------------------------------ HDF5
+    def save_hdf5(self, path_or_group, name="history"):
+        """Write the history into an HDF5 file (a path, written atomically) or an open ``h5py.Group``."""
+        import h5py
+        if _is_path(path_or_group):
+            with atomic_path(path_or_group) as tmp, h5py.File(tmp, "w") as f:
+                self.save_hdf5(f, name)
+            return
+        g = path_or_group.require_group(name)
+        for k in sorted({k for r in self.records for k in r}):
+            col = np.array([np.nan if r.get(k) is None else r.get(k) for r in self.records], dtype=float)
+            g.create_dataset(k, data=col)
+        g.attrs["config"] = json.dumps(self.config, default=jsonable)
+        g.attrs["diverged"] = json.dumps(self.diverged, default=jsonable)
+        g.attrs["environment"] = json.dumps(self.environment, default=jsonable)
+
+    @classmethod
+    def load_hdf5(cls, path_or_group, name="history"):
+        import h5py
+        if _is_path(path_or_group):
+            with h5py.File(path_or_group, "r") as f:
+                return cls.load_hdf5(f, name)
+        g = path_or_group[name]
+        h = cls(json.loads(g.attrs["config"]), json.loads(g.attrs.get("environment", "{}")))
+        h.diverged = json.loads(g.attrs["diverged"])
+        cols = {k: g[k][()] for k in g}
+        n = len(next(iter(cols.values()))) if cols else 0
+        for i in range(n):
+            rec = {}
+            for k, v in cols.items():
+                x = float(v[i])
+                rec[k] = None if math.isnan(x) else (int(x) if k in _INT_KEYS else x)
+            h.records.append(rec)
+        return h
+
+    # ------------------------------------------------------------------ either format
+    def save(self, path):
+        """Save as JSON (``.json``) or HDF5 (``.h5``/``.hdf5``), atomically."""
+        kind = _format_of(path, "out")
+        if kind == "hdf5":
+            self.save_hdf5(path)
+        else:
+            self.to_json(path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a history saved by :meth:`save` (the format follows the file name)."""
+        if _format_of(path, "path") == "hdf5":
+            return cls.load_hdf5(path)
+        with open(path) as fh:
+            return cls.from_dict(json.load(fh))
+
+
+def _is_path(obj):
+    return isinstance(obj, (str, bytes)) or hasattr(obj, "__fspath__")
+
+
+def _format_of(path, name):
+    suffix = Path(str(path)).suffix.lower()
+    if suffix in _HDF5_SUFFIXES:
+        return "hdf5"
+    if suffix == ".json":
+        return "json"
+    raise ValueError(f"{name}={str(path)!r}: use a .json or .h5 file name")
