@@ -1,6 +1,7 @@
 """Command line: ``sibp-np train`` (the default command) and the experiment commands."""
 import argparse
 import inspect
+import re
 import sys
 
 from . import __version__
@@ -20,52 +21,112 @@ def _layers(text):
     return sizes
 
 
+def parameter_docs(cls):
+    """``{name: (type spec, first sentence of the description)}`` from the numpydoc Parameters section
+    of ``cls``'s docstring (a line ``a, b : spec`` documents several names)."""
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    try:
+        start = lines.index("Parameters") + 2
+    except ValueError:
+        return {}
+    docs, names = {}, []
+    for line in lines[start:]:
+        if not line.strip():
+            continue
+        if not line.startswith(" "):
+            if ":" not in line:  # the next section's title
+                break
+            head, spec = line.split(":", 1)
+            names = [n.strip() for n in head.split(",")]
+            for n in names:
+                docs[n] = (spec.strip(), "")
+        elif names:
+            for n in names:
+                spec, text = docs[n]
+                if not text.endswith("."):
+                    docs[n] = (spec, (text + " " + line.strip()).strip())
+    return {n: (spec, _plain(text.split(". ")[0].rstrip("."))) for n, (spec, text) in docs.items()}
+
+
+def _plain(text):
+    """reStructuredText roles and literals as plain text, for --help."""
+    return re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "")
+
+
+def _option_kind(spec, default):
+    """``(type, choices)`` for an option from its documented spec and default, or None when the value
+    cannot be given on a command line (an object)."""
+    spec = spec.split(",")[0] if not spec.startswith(("{", "(")) else spec
+    if spec.startswith("{"):
+        choices = tuple(c.strip().strip("'\"") for c in spec[1:spec.index("}")].split(","))
+        return str, tuple(c for c in choices if c != "None")
+    if spec.startswith("(float, float)"):
+        return _floats, None
+    for word, kind in (("float", float), ("int", int), ("bool", bool), ("str", str)):
+        if spec.startswith(word):
+            return kind, None
+    if spec == "" and isinstance(default, (bool, int, float, str)):
+        return type(default), None
+    return None
+
+
+def method_options():
+    """One command-line option per hyperparameter of the registered methods: ``{name: {"kind",
+    "choices", "help", "defaults": {method: default}}}``. A name that two methods document with
+    different types is an error."""
+    from .methods import METHODS
+    options = {}
+    for method, cls in sorted(METHODS.items()):
+        docs = parameter_docs(cls)
+        sig = inspect.signature(cls.__init__).parameters
+        for name in cls.hyperparameter_names():
+            spec, text = docs.get(name, ("", ""))
+            kind = _option_kind(spec, sig[name].default)
+            if kind is None:
+                continue
+            opt = options.setdefault(name, {"kind": kind[0], "choices": kind[1], "help": text,
+                                            "defaults": {}})
+            if opt["kind"] is not kind[0]:
+                raise TypeError(f"hyperparameter {name!r} has type {kind[0].__name__} in {method} but "
+                                f"{opt['kind'].__name__} elsewhere: one option cannot take both")
+            if kind[1]:
+                opt["choices"] = tuple(dict.fromkeys((opt["choices"] or ()) + kind[1]))
+            if text and text not in opt["help"]:
+                opt["help"] = f"{opt['help']} / {text}" if opt["help"] else text
+            opt["defaults"][method] = sig[name].default
+    return options
+
+
 def add_method_options(p):
-    g = p.add_argument_group("method hyperparameters (each method takes the ones it knows)")
-    g.add_argument("--lr", type=float, help="learning rate (sgd, adam, rmsprop)")
-    g.add_argument("--momentum", type=float, help="momentum (sgd, rmsprop)")
-    g.add_argument("--nesterov", action="store_true", default=None, help="Nesterov momentum (sgd)")
-    g.add_argument("--weight-decay", type=float, help="L2 weight decay (sgd, adam, rmsprop)")
-    g.add_argument("--betas", type=_floats, help="Adam's beta1,beta2, e.g. 0.9,0.999")
-    g.add_argument("--alpha", type=float, help="RMSprop smoothing constant")
-    g.add_argument("--eps", type=float, help="Adam/RMSprop epsilon")
-    g.add_argument("--eta", type=float, help="step on the neurons (sibp, proxbp)")
-    g.add_argument("--lam", type=float, help="proximal weight lambda (sibp, proxbp)")
-    g.add_argument("--cg-steps", type=int, help="inner CG iterations (sibp, proxbp)")
-    g.add_argument("--cg-variant", choices=("fr", "pr+"), help="nonlinear CG beta (sibp)")
-    g.add_argument("--output-solve", choices=("ncg", "exact"), help="SIBP's output-layer solver")
-    g.add_argument("--safeguard", choices=("trust-region", "none"),
-                   help="SIBP's safeguard (default trust-region; none = plain Algorithm 1)")
-    g.add_argument("--trust-radius", type=float, help="SIBP's kappa: gain growth <= e^kappa per step (2)")
-    g.add_argument("--compat", choices=("matlab",), help="SIBP: the authors' own inner solver")
-    g.add_argument("--solve", choices=("cg", "exact"), help="ProxBP's solver")
-
-
-_OPTION_TO_PARAM = {"lr": "lr", "momentum": "momentum", "nesterov": "nesterov",
-                    "weight_decay": "weight_decay", "betas": "betas", "alpha": "alpha", "eps": "eps",
-                    "eta": "eta", "lam": "lam", "cg_steps": "cg_steps", "cg_variant": "cg_variant",
-                    "output_solve": "output_solve", "solve": "solve", "safeguard": "safeguard",
-                    "trust_radius": "trust_radius", "compat": "compat"}
+    g = p.add_argument_group("method hyperparameters (each method takes the ones it documents; "
+                             "built from the registered methods' signatures)")
+    for name, opt in method_options().items():
+        flag = "--" + name.replace("_", "-")
+        defaults = ", ".join(f"{m}: {d!r}" for m, d in opt["defaults"].items())
+        text = f"{opt['help']} [{defaults}]".replace("%", "%%")
+        if opt["kind"] is bool:
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            g.add_argument(flag, type=opt["kind"], choices=opt["choices"], default=None, help=text,
+                           metavar=None if opt["choices"] else name.upper())
 
 
 def method_from_args(name, args):
     """Build the method ``name`` from the parsed options it accepts; an option it does not take is an
     error, not silently ignored."""
-    from .methods import METHODS, get_method
     from ._validation import check_choice
+    from .methods import METHODS, get_method
     key = check_choice("--method", name, tuple(sorted(METHODS)))
-    accepted = inspect.signature(METHODS[key].__init__).parameters
+    accepted = METHODS[key].hyperparameter_names()
     kw = {}
-    for opt, param in _OPTION_TO_PARAM.items():
-        v = getattr(args, opt, None)
+    for param in method_options():
+        v = getattr(args, param, None)
         if v is None:
             continue
         if param not in accepted:
-            raise ValueError(f"--{opt.replace('_', '-')} does not apply to method {key!r} (it takes "
-                             f"{', '.join(p for p in accepted if p != 'self')})")
+            raise ValueError(f"--{param.replace('_', '-')} does not apply to method {key!r} (it takes "
+                             f"{', '.join(accepted)})")
         kw[param] = v
-    if key in ("sgd",) and "lr" not in kw:
-        kw["lr"] = 0.1
     return get_method(key, **kw)
 
 

@@ -74,6 +74,19 @@ class Optimizer(Method):
 class SGD(Optimizer):
     """Stochastic gradient descent, as ``torch.optim.SGD``.
 
+    Parameters
+    ----------
+    lr : float > 0
+        Learning rate: the step on the batch-mean gradient.
+    momentum : float >= 0
+        Momentum factor (0: plain BP).
+    nesterov : bool
+        Nesterov momentum (needs momentum > 0 and dampening = 0).
+    weight_decay : float >= 0
+        L2 penalty added to the gradient.
+    dampening : float >= 0
+        Dampening of the momentum.
+
     Notes
     -----
     With ``g = grad + weight_decay * p``::
@@ -124,6 +137,17 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba), as ``torch.optim.Adam`` (``amsgrad=False``).
 
+    Parameters
+    ----------
+    lr : float > 0
+        Learning rate.
+    betas : (float, float)
+        Decay rates of the first and second moments, each in [0, 1).
+    eps : float > 0
+        Added to the denominator.
+    weight_decay : float >= 0
+        L2 penalty added to the gradient (not AdamW).
+
     Notes
     -----
     At step ``t = 1, 2, ...`` with ``g = grad + weight_decay * p`` (L2, not AdamW)::
@@ -172,6 +196,19 @@ class Adam(Optimizer):
 @register("rmsprop")
 class RMSprop(Optimizer):
     """RMSprop, as ``torch.optim.RMSprop`` (``centered=False``).
+
+    Parameters
+    ----------
+    lr : float > 0
+        Learning rate.
+    alpha : float in [0, 1)
+        Smoothing constant of the squared-gradient average.
+    eps : float > 0
+        Added to the denominator.
+    momentum : float >= 0
+        Momentum factor.
+    weight_decay : float >= 0
+        L2 penalty added to the gradient.
 
     Notes
     -----

@@ -45,6 +45,7 @@ class ProxBP(Method):
     cg_steps : int >= 1
         Linear-CG iterations per hidden layer (``solve="cg"``).
     solve : {"cg", "exact"}
+        How the normal equations are solved: ``cg_steps`` of linear CG, or exactly by Cholesky.
     optimizer : SGD, Adam or RMSprop, optional
         Applies the pseudo-gradients instead of a unit step.
 

@@ -217,3 +217,17 @@ def test_the_package_has_no_import_cycles():
     spec.loader.exec_module(codestats)
     assert codestats.cycles(codestats.import_graph(PKG)) == []
     assert codestats.cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]  # it can see one
+
+
+def test_cli_options_come_from_the_registry():
+    from sibp_np.cli import build_parser, method_options
+    sub = build_parser()._subparsers._group_actions[0].choices["train"]
+    text = sub.format_help()
+    for name, cls in METHODS.items():
+        for param in cls.hyperparameter_names():
+            if param == "optimizer":  # an object: not a command-line value
+                assert param not in method_options()
+                continue
+            assert "--" + param.replace("_", "-") in text, (name, param)
+            assert f"{name}: {inspect.signature(cls.__init__).parameters[param].default!r}" in \
+                " ".join(text.split()), (name, param)
