@@ -9,8 +9,17 @@ Importing sibp_np never imports CuPy; the ``cupy`` backend imports it when it is
 """
 from ._version import __version__
 from .backend import backend_of, get_backend, set_backend, use_backend
-from .callbacks import (Callback, Checkpoint, DivergenceCheck, EvalEvery, GradientNorm, OnRecord,
-                        ProgressTable, TimeBudget, TrainingDiverged)
+from .callbacks import (
+                        Callback,
+                        Checkpoint,
+                        DivergenceCheck,
+                        EvalEvery,
+                        GradientNorm,
+                        OnRecord,
+                        ProgressTable,
+                        TimeBudget,
+                        TrainingDiverged,
+)
 from .datasets import Dataset, load_dataset
 from .functions import get_activation, get_loss
 from .history import History

@@ -146,3 +146,10 @@ def check_pair(name, value, each):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise TypeError(f"{name} must be a pair ({name}[0], {name}[1]), got {_short(value)}")
     return tuple(each(f"{name}[{i}]", v) for i, v in enumerate(value))
+
+
+def check_optimizer(name, value):
+    """``None``, or an explicit method with an ``update(params, grads)`` method (ProxBP's optimizer)."""
+    if value is not None and not callable(getattr(value, "update", None)):
+        raise TypeError(f"{name} must be an SGD, Adam or RMSprop instance, got {value!r}")
+    return value

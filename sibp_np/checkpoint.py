@@ -16,7 +16,8 @@ import numpy as np
 
 from ._io import atomic_path
 from ._version import __version__
-from .history import History, jsonable as _json
+from .history import History
+from .history import jsonable as _json
 
 FORMAT = "sibp_np-checkpoint"
 FORMAT_VERSION = 1

@@ -17,7 +17,7 @@ def _layers(text):
     try:
         sizes = [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers takes comma-separated integers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"--layers takes comma-separated integers, got {text!r}") from None
     return sizes
 
 
@@ -139,8 +139,7 @@ def build_parser():
     p = sub.add_parser("train", help="train one network and print a per-epoch table",
                        description="Train one network and print a per-epoch table.")
     add_train_options(p)
-    from . import experiments
-    experiments.add_commands(sub)
+    add_experiment_commands(sub)
     return parser
 
 
@@ -171,6 +170,136 @@ def add_train_options(p):
     p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (1)")
     p.add_argument("--resume", default=None, help="resume the run saved in this checkpoint")
     p.add_argument("--quiet", action="store_true", help="no per-epoch table")
+
+
+def _ints(text):
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _json_dict(text):
+    import json
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _common(p, epochs):
+    p.add_argument("--dataset", default="mnist-5k", help="mnist-5k (default), mnist, fashion-mnist, "
+                   "cifar10, or an .h5 path")
+    p.add_argument("--data-root", default=None, help="folder searched first for dataset files")
+    p.add_argument("--epochs", type=int, default=epochs, help=f"epochs per run ({epochs})")
+    p.add_argument("--batch-size", type=int, default=100, help="minibatch size (100)")
+    p.add_argument("--seed", type=int, default=0, help="seeds init and shuffling (0)")
+    p.add_argument("--dtype", default="float32", help="float32 (default) or float64")
+    p.add_argument("--backend", default=None, help="numpy or cupy (default: $SIBP_NP_BACKEND or numpy)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def add_experiment_commands(sub):
+    """``table1``, ``merge-table1``, ``eta-grid`` and ``figure``: thin wrappers of
+    :mod:`sibp_np.experiments`."""
+    from .experiments import FIGURES, GRID
+    grid = ",".join(f"{g:g}" for g in GRID)
+    p = sub.add_parser("table1", help="the paper's Table 1: every method over the step-size grid",
+                       description="Reproduce Table 1: train/validation accuracy (mean ± std over runs) "
+                       "for SGD, ProxBP and SIBP over the step sizes 100, 10, 1, 0.1, 0.01.")
+    _common(p, epochs=2)
+    p.add_argument("--layers", type=_ints, default=None, help="default: inputs,500,classes")
+    p.add_argument("--runs", type=int, default=5, help="runs per cell (5)")
+    p.add_argument("--grid", type=_floats, default=GRID, help=f"step sizes ({grid})")
+    p.add_argument("--sibp-eta-scale", type=float, default=1.0,
+                   help="multiply the SIBP rows' eta by this (e.g. 0.01 = 1/batch: SIBP's eta is a "
+                        "per-sample step, SGD's lr a batch-mean step)")
+    p.add_argument("--rows", type=_ints, default=None, help="comma-separated row numbers (1-5); all")
+    p.add_argument("--out", default="table1_out", help="folder for table1.md/.json/.h5")
+    p.set_defaults(handler=run_table1)
+
+    m = sub.add_parser("merge-table1", help="merge Table 1 parts run separately (--rows) into one",
+                       description="Merge table1 folders (table1.json and table1.h5) made with --rows.")
+    m.add_argument("out", help="folder for the merged table1.md/.json/.h5")
+    m.add_argument("parts", nargs="+", help="the table1 folders to merge")
+    m.set_defaults(handler=run_merge_table1)
+
+    g = sub.add_parser("eta-grid", help="one method over a grid of step sizes",
+                       description="Train one method once per step size, from the same initial weights "
+                       "and minibatches; print and save the final accuracies.")
+    _common(g, epochs=5)
+    g.add_argument("--method", default="sibp", help="sibp (default), proxbp, sgd, adam or rmsprop")
+    g.add_argument("--param", default=None, help="the swept hyperparameter (eta for sibp/proxbp, "
+                   "else lr)")
+    g.add_argument("--grid", type=_floats, default=GRID, help=f"its values ({grid})")
+    g.add_argument("--fixed", type=_json_dict, default={},
+                   help='other hyperparameters as JSON, e.g. \'{"lam": 1}\'')
+    g.add_argument("--layers", type=_ints, default=None, help="default: inputs,500,classes")
+    g.add_argument("--out", default=None, help="folder for eta_grid.md/.json/.h5")
+    g.set_defaults(handler=run_eta_grid)
+
+    f = sub.add_parser("figure", help="analogues of the paper's Figures 2-5 (PNG plots + histories)",
+                       description="Train the methods of one of the paper's figures and plot training "
+                       "loss, training accuracy and validation accuracy against epochs and seconds.")
+    f.add_argument("number", choices=sorted(FIGURES), help="which figure")
+    _common(f, epochs=3)
+    f.add_argument("--widths", type=_ints, default=None,
+                   help="hidden widths, e.g. 1000,250 (default: the paper's); the input width always "
+                        "follows the data")
+    f.add_argument("--time-budget", type=float, default=None,
+                   help="seconds of training per method (figures 4 and 5 plot against time)")
+    f.add_argument("--eval-every", type=int, default=None, help="iterations between records")
+    f.add_argument("--train-eval-size", type=int, default=None,
+                   help="training metrics on a fixed subset of this size (cheaper curves)")
+    f.add_argument("--init-std", type=float, default=0.01, help="std of the N(0, std^2) init (0.01)")
+    f.add_argument("--tune", action="store_true",
+                   help="choose each method's step (SIBP's too; not figure 5's) on a held-out split "
+                        "(1 epoch on up to 10,000 training samples, judged on the last 20%% of them)")
+    f.add_argument("--out", default=None, help="folder (default figureN_out)")
+    f.set_defaults(handler=run_figure)
+    return sub
+
+
+def _settings(args):
+    return dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype,
+                backend=args.backend, data_root=args.data_root, verbose=0 if args.quiet else 1)
+
+
+def run_table1(args):
+    from .experiments import table1
+    result = table1(args.dataset, runs=args.runs, rows=args.rows, grid=args.grid, out=args.out,
+                    layers=args.layers, sibp_eta_scale=args.sibp_eta_scale, **_settings(args))
+    print(result.to_markdown(), end="")
+    return 0
+
+
+def run_merge_table1(args):
+    from .experiments import merge_table1
+    print(merge_table1(args.parts, out=args.out).to_markdown(), end="")
+    return 0
+
+
+def run_eta_grid(args):
+    from .experiments import eta_grid
+    result = eta_grid(args.method, args.dataset, param=args.param, grid=args.grid, fixed=args.fixed,
+                      layers=args.layers, out=args.out, **_settings(args))
+    print(result.to_markdown(), end="")
+    return 0
+
+
+def run_figure(args):
+    from .experiments import figure
+    settings = _settings(args)
+    result = figure(args.number, dataset=args.dataset, widths=args.widths, time_budget=args.time_budget,
+                    eval_every=args.eval_every, train_eval_size=args.train_eval_size,
+                    init_std=args.init_std, tune=args.tune, out=args.out or f"figure{args.number}_out",
+                    **settings)
+    if settings["verbose"]:
+        print(result.to_markdown(), end="")
+    return 0
 
 
 def run_train(args):

@@ -351,7 +351,8 @@ def load_dataset(name, root=None, download=False, split_seed=0, dtype="float32")
     else:
         X, y, Xt, yt = read_cifar10(folder)
         tr, va = _split(len(y), 5000 if len(y) > 10000 else len(y) // 10, split_seed)
-    conv = lambda A: None if A is None else A.astype(dt) * scale
+    def conv(A):
+        return None if A is None else A.astype(dt) * scale
     return Dataset(key, conv(X[tr]), y[tr], conv(X[va]), y[va], conv(Xt), yt, str(folder))
 
 
@@ -362,12 +363,15 @@ def _load_h5_dataset(path, dt):
     missing = [k for k in ("X_train", "y_train") if k not in d]
     if missing:
         raise ValueError(f"{path}: missing dataset(s) {missing}; has {sorted(d)}")
-    get = lambda k: d.get(k)
+    def get(k):
+        return d.get(k)
     Xv, yv = get("X_val"), get("y_val")
     if Xv is None:
         Xv, yv = d["X_train"][:0], d["y_train"][:0]
-    conv = lambda A: None if A is None else np.asarray(A, dtype=dt).reshape(len(A), -1)
-    lab = lambda a: None if a is None else np.asarray(a).astype(np.int64)
+    def conv(A):
+        return None if A is None else np.asarray(A, dtype=dt).reshape(len(A), -1)
+    def lab(a):
+        return None if a is None else np.asarray(a).astype(np.int64)
     return Dataset(path.stem, conv(d["X_train"]), lab(d["y_train"]), conv(Xv), lab(yv),
                    conv(get("X_test")), lab(get("y_test")), str(path))
 

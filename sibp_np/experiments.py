@@ -1,14 +1,26 @@
-"""Experiment commands that reproduce the paper: ``sibp-np table1`` (Table 1) and
-``sibp-np figure {2,3,4,5}`` (analogues of Figures 2-5).
+"""The paper's experiments as library functions: :func:`table1` (Table 1), :func:`figure` (analogues of
+Figures 2-5), :func:`eta_grid` (one method over a grid of step sizes) and :func:`merge_table1`.
 
-Run r of every method starts from the same initial weights (``seed + r``) and sees the same minibatches
-(shuffling seeded by ``seed + r``), so the methods differ only in the method.
+Each returns a result object with ``.to_markdown()`` and ``.save(folder)``; every saved artefact
+records the environment it was computed in (:func:`sibp_np.environment.environment`). Run r of every
+method starts from the same initial weights (``seed + r``) and sees the same minibatches (shuffling
+seeded by ``seed + r``), so the methods differ only in the method. The command line (``sibp-np table1``,
+``figure``, ``eta-grid``, ``merge-table1``) calls these functions.
 """
 import json
-import os
 import time
+from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_path, write_text
+from ._validation import check_choice, check_int
+from .datasets import load_dataset
+from .environment import environment
+from .history import History, jsonable
+from .methods import get_method
+from .model import MLP
+from .train import fit
 
 GRID = (100.0, 10.0, 1.0, 0.1, 0.01)
 
@@ -24,11 +36,11 @@ TABLE1_ROWS = (
 #: The paper's Table 1 (MNIST 55k, 784-500-10, 2 epochs, mean of 5 runs): train / validation accuracy
 #: per step size 100, 10, 1, 0.1, 0.01, quoted for reference.
 PAPER_TABLE1 = {
-    "SGD, η": ((0.0985, 0.1123, 0.9835, 0.9487, 0.8885), (0.1002, 0.1126, 0.9760, 0.9492, 0.8988)),
-    "ProxBP (λ=1, η)": ((0.9239, 0.9349, 0.9390, 0.9032, 0.8415), (0.9344, 0.9374, 0.9494, 0.9244, 0.8832)),
-    "ProxBP (η=1, 1/λ)": ((0.9420, 0.9444, 0.9383, 0.9171, 0.8743), (0.9486, 0.9554, 0.9494, 0.9344, 0.9064)),
-    "Semi-implicit (λ=1, η)": ((0.9780, 0.9801, 0.9904, 0.9737, 0.9104), (0.9710, 0.9724, 0.9800, 0.9748, 0.9338)),
-    "Semi-implicit (η=0.1, 1/λ)": ((0.9765, 0.9752, 0.9735, 0.9598, 0.9206), (0.9736, 0.9778, 0.9738, 0.9672, 0.9394)),
+    "SGD, η": ((0.0985, 0.1123, 0.9835, 0.9487, 0.8885), (0.1002, 0.1126, 0.9760, 0.9492, 0.8988)),  # noqa: E501
+    "ProxBP (λ=1, η)": ((0.9239, 0.9349, 0.9390, 0.9032, 0.8415), (0.9344, 0.9374, 0.9494, 0.9244, 0.8832)),  # noqa: E501
+    "ProxBP (η=1, 1/λ)": ((0.9420, 0.9444, 0.9383, 0.9171, 0.8743), (0.9486, 0.9554, 0.9494, 0.9344, 0.9064)),  # noqa: E501
+    "Semi-implicit (λ=1, η)": ((0.9780, 0.9801, 0.9904, 0.9737, 0.9104), (0.9710, 0.9724, 0.9800, 0.9748, 0.9338)),  # noqa: E501
+    "Semi-implicit (η=0.1, 1/λ)": ((0.9765, 0.9752, 0.9735, 0.9598, 0.9206), (0.9736, 0.9778, 0.9738, 0.9672, 0.9394)),  # noqa: E501
 }
 
 
@@ -55,59 +67,143 @@ FIGURES = {
 }
 
 
-def add_commands(sub):
-    p = sub.add_parser("table1", help="the paper's Table 1: every method over the step-size grid",
-                       description="Reproduce Table 1: train/validation accuracy (mean ± std over runs) "
-                       "for SGD, ProxBP and SIBP over the step sizes 100, 10, 1, 0.1, 0.01.")
-    p.add_argument("--dataset", default="mnist-5k")
-    p.add_argument("--data-root", default=None)
-    p.add_argument("--layers", default=None, help="default: inputs,500,classes")
-    p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dtype", default="float32")
-    p.add_argument("--backend", default=None)
-    p.add_argument("--grid", default=",".join(f"{g:g}" for g in GRID))
-    p.add_argument("--sibp-eta-scale", type=float, default=1.0,
-                   help="multiply the SIBP rows' eta by this (e.g. 0.01 = 1/batch: SIBP's eta is a "
-                        "per-sample step, SGD's lr a batch-mean step)")
-    p.add_argument("--rows", default=None, help="comma-separated row numbers (1-5) to run; default all")
-    p.add_argument("--out", default="table1_out", help="folder for table1.md/.json/.h5")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(handler=run_table1)
-
-    f = sub.add_parser("figure", help="analogues of the paper's Figures 2-5 (PNG plots + histories)",
-                       description="Train the methods of one of the paper's figures and plot training "
-                       "loss, training accuracy and validation accuracy against epochs and seconds.")
-    f.add_argument("number", choices=sorted(FIGURES), help="which figure")
-    f.add_argument("--dataset", default="mnist-5k")
-    f.add_argument("--data-root", default=None)
-    f.add_argument("--widths", default=None,
-                   help="hidden widths, e.g. 1000,250 (default: the paper's); the input width always "
-                        "follows the data")
-    f.add_argument("--epochs", type=int, default=3)
-    f.add_argument("--time-budget", type=float, default=None,
-                   help="seconds of training per method (figures 4 and 5 plot against time)")
-    f.add_argument("--eval-every", type=int, default=None, help="iterations between records")
-    f.add_argument("--train-eval-size", type=int, default=None,
-                   help="training metrics on a fixed subset of this size (cheaper curves)")
-    f.add_argument("--batch-size", type=int, default=100)
-    f.add_argument("--init-std", type=float, default=0.01)
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--dtype", default="float32")
-    f.add_argument("--backend", default=None)
-    f.add_argument("--tune", action="store_true",
-                   help="choose each method's step (SIBP's too; not figure 5's) on a held-out split "
-                        "(1 epoch on up to 10,000 training samples, judged on the last 20%% of them)")
-    f.add_argument("--out", default=None, help="folder (default figureN_out)")
-    f.add_argument("--quiet", action="store_true")
-    f.set_defaults(handler=run_figure)
-    return sub
+def _float_list(name, values):
+    try:
+        out = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
+    if not out:
+        raise ValueError(f"{name} is empty")
+    return out
 
 
-def _method(name, swept, value, fixed, eta_scale):
-    from .methods import get_method
+def _layers(data, layers):
+    layers = list(layers) if layers is not None else [data.n_features, 500, data.n_classes]
+    if layers[0] != data.n_features:
+        raise ValueError(f"layers={layers!r} starts with {layers[0]} inputs but {data.name} has "
+                         f"{data.n_features} features")
+    return layers
+
+
+def _say(verbose, text):
+    if verbose:
+        print(text, flush=True)
+
+
+def _write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=1, default=jsonable) + "\n")
+
+
+def _save_histories(path, histories):
+    """``{group path: History}`` into one HDF5 file, atomically."""
+    import h5py
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for key, h in histories.items():
+            h.save_hdf5(f.require_group(key))
+
+
+def _load_histories(path):
+    import h5py
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.setdefault(name.rsplit("/history", 1)[0], None)
+                     if name.endswith("/history") else None)
+        return {key: History.load_hdf5(f[key]) for key in out}
+
+
+# ---------------------------------------------------------------------------------------- Table 1
+class Table1Result:
+    """Table 1: ``meta`` (settings and environment), ``rows`` (per row, per grid value: the runs and
+    their mean ± std) and ``histories`` (``"label/value/runR"`` -> :class:`History`)."""
+
+    def __init__(self, meta, rows, histories=None):
+        self.meta, self.rows, self.histories = meta, rows, dict(histories or {})
+
+    def to_markdown(self):
+        return format_table1(self.meta, self.rows)
+
+    def save(self, folder):
+        """Write ``table1.md``, ``table1.json`` and (with the histories) ``table1.h5`` into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.histories:
+            _save_histories(folder / "table1.h5", self.histories)
+        _write_json(folder / "table1.json", {"meta": self.meta, "rows": self.rows})
+        write_text(folder / "table1.md", self.to_markdown())
+        return folder
+
+    @classmethod
+    def load(cls, folder):
+        """Read a saved table (and its histories, when ``table1.h5`` is there)."""
+        folder = Path(folder)
+        with open(folder / "table1.json") as fh:
+            d = json.load(fh)
+        h5 = folder / "table1.h5"
+        return cls(d["meta"], d["rows"], _load_histories(h5) if h5.exists() else None)
+
+
+def table1(dataset="mnist-5k", *, runs=5, epochs=2, rows=None, grid=None, seed=0, out=None, verbose=1,
+           layers=None, batch_size=100, dtype="float32", backend=None, sibp_eta_scale=1.0,
+           data_root=None):
+    """Reproduce Table 1: train/validation accuracy (mean ± std over ``runs``) of SGD, ProxBP and SIBP
+    over the step-size ``grid`` after ``epochs`` epochs.
+
+    Parameters
+    ----------
+    dataset : str
+        A name for :func:`sibp_np.load_dataset` or an ``.h5`` path.
+    rows : sequence of int, optional
+        Which of the five rows (1-5, in :data:`TABLE1_ROWS`) to run; all by default.
+    grid : sequence of float, optional
+        The step sizes; the paper's :data:`GRID` by default.
+    out : path, optional
+        Save the result into this folder (:meth:`Table1Result.save`).
+    layers : sequence of int, optional
+        Default ``(n_features, 500, n_classes)``.
+    sibp_eta_scale : float
+        Multiplies the SIBP rows' eta (e.g. 0.01 = 1/batch: SIBP's eta is a per-sample step).
+
+    Returns
+    -------
+    Table1Result
+    """
+    runs = check_int("runs", runs, minimum=1)
+    grid = _float_list("grid", GRID if grid is None else grid)
+    picked = range(1, len(TABLE1_ROWS) + 1) if rows is None else [check_int("rows[]", r) for r in rows]
+    bad = [r for r in picked if not 1 <= r <= len(TABLE1_ROWS)]
+    if bad:
+        raise ValueError(f"rows={rows!r}: row numbers run from 1 to {len(TABLE1_ROWS)}")
+    data = load_dataset(dataset, root=data_root, dtype=dtype)
+    layers = _layers(data, layers)
+    t0 = time.perf_counter()
+    results, histories = [], {}
+    for label, name, swept, fixed in (TABLE1_ROWS[r - 1] for r in picked):
+        row = {"label": label, "method": name, "swept": swept, "fixed": fixed, "cells": []}
+        for v in grid:
+            cell = {"value": v, "runs": []}
+            for r in range(runs):
+                model = MLP(layers, seed=seed + r, dtype=dtype, backend=backend)
+                method = _table1_method(name, swept, v, fixed, sibp_eta_scale)
+                h = fit(model, method, *data.train, val=data.val if len(data.y_val) else None,
+                        epochs=epochs, batch_size=batch_size, seed=seed + r, verbose=0)
+                histories[f"{label}/{v:g}/run{r}"] = h
+                cell["runs"].append({"train_acc": h.last["train_acc"], "val_acc": h.last["val_acc"],
+                                     "diverged": h.diverged, "hyperparameters": method.hyperparameters()})
+            _summarize(cell, runs)
+            row["cells"].append(cell)
+            _say(verbose, f"  {label} {swept}={v:g}: {_fmt(cell, 'train_acc')} / {_fmt(cell, 'val_acc')}")
+        results.append(row)
+    meta = {"dataset": data.name, "n_train": int(len(data.y_train)), "n_val": int(len(data.y_val)),
+            "layers": layers, "runs": runs, "epochs": epochs, "batch_size": batch_size, "seed": seed,
+            "dtype": dtype, "grid": grid, "sibp_eta_scale": sibp_eta_scale,
+            "seconds": time.perf_counter() - t0, "environment": environment()}
+    result = Table1Result(meta, results, histories)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def _table1_method(name, swept, value, fixed, eta_scale):
     kw = dict(fixed)
     if swept == "inv_lam":
         kw["lam"] = 1.0 / value
@@ -118,58 +214,45 @@ def _method(name, swept, value, fixed, eta_scale):
     return get_method(name, **kw)
 
 
-def run_table1(args):
-    import h5py
+def _summarize(cell, runs):
+    ok = [x for x in cell["runs"] if x["diverged"] is None]
+    for key in ("train_acc", "val_acc"):
+        vals = [x[key] for x in ok]
+        cell[key] = (float(np.mean(vals)), float(np.std(vals))) if vals else None
+    cell["n_diverged"] = runs - len(ok)
 
-    from ._validation import check_int
-    from .datasets import load_dataset
-    from .model import MLP
-    from .train import fit
-    runs = check_int("--runs", args.runs, minimum=1)
-    data = load_dataset(args.dataset, root=args.data_root, dtype=args.dtype)
-    layers = [int(v) for v in args.layers.split(",")] if args.layers else [data.n_features, 500,
-                                                                            data.n_classes]
-    grid = [float(v) for v in args.grid.split(",")]
-    rows = TABLE1_ROWS if args.rows is None else [TABLE1_ROWS[int(k) - 1] for k in args.rows.split(",")]
-    os.makedirs(args.out, exist_ok=True)
-    results = []
-    h5 = h5py.File(os.path.join(args.out, "table1.h5"), "w")
-    t0 = time.perf_counter()
-    for label, name, swept, fixed in rows:
-        row = {"label": label, "method": name, "swept": swept, "fixed": fixed, "cells": []}
-        for v in grid:
-            cell = {"value": v, "runs": []}
-            for r in range(runs):
-                model = MLP(layers, seed=args.seed + r, dtype=args.dtype, backend=args.backend)
-                method = _method(name, swept, v, fixed, args.sibp_eta_scale)
-                h = fit(model, method, *data.train, val=data.val if len(data.y_val) else None,
-                        epochs=args.epochs, batch_size=args.batch_size, seed=args.seed + r, verbose=0)
-                g = h5.require_group(f"{label}/{v:g}/run{r}")
-                h.save_hdf5(g)
-                cell["runs"].append({"train_acc": h.last["train_acc"], "val_acc": h.last["val_acc"],
-                                     "diverged": h.diverged, "hyperparameters": method.hyperparameters()})
-            ok = [x for x in cell["runs"] if x["diverged"] is None]
-            for key in ("train_acc", "val_acc"):
-                vals = [x[key] for x in ok]
-                cell[key] = (float(np.mean(vals)), float(np.std(vals))) if vals else None
-            cell["n_diverged"] = runs - len(ok)
-            row["cells"].append(cell)
-            if not args.quiet:
-                print(f"  {label} {swept}={v:g}: {_fmt(cell, 'train_acc')} / {_fmt(cell, 'val_acc')}",
-                      flush=True)
-        results.append(row)
-    h5.close()
-    meta = {"dataset": data.name, "n_train": int(len(data.y_train)), "n_val": int(len(data.y_val)),
-            "layers": layers, "runs": runs, "epochs": args.epochs, "batch_size": args.batch_size,
-            "seed": args.seed, "dtype": args.dtype, "grid": grid, "sibp_eta_scale": args.sibp_eta_scale,
-            "seconds": time.perf_counter() - t0}
-    with open(os.path.join(args.out, "table1.json"), "w") as fh:
-        json.dump({"meta": meta, "rows": results}, fh, indent=1, default=str)
-    text = format_table1(meta, results)
-    with open(os.path.join(args.out, "table1.md"), "w") as fh:
-        fh.write(text)
-    print(text)
-    return 0
+
+#: the settings that must agree between the parts of a merged table
+MERGE_KEYS = ("dataset", "layers", "runs", "epochs", "batch_size", "seed", "dtype", "grid",
+              "sibp_eta_scale")
+
+
+def merge_table1(parts, out=None):
+    """One table from parts run separately (e.g. ``rows=[1, 2, 3]`` and ``rows=[4, 5]`` on two
+    machines): ``parts`` are folders saved by :meth:`Table1Result.save` or results. Their settings must
+    agree (:data:`MERGE_KEYS`) and no row may appear twice; the histories (``table1.h5``) are merged too.
+    """
+    parts = [p if isinstance(p, Table1Result) else Table1Result.load(p) for p in parts]
+    if not parts:
+        raise ValueError("parts is empty: give at least one table1 folder")
+    meta = dict(parts[0].meta)
+    for p in parts[1:]:
+        for k in MERGE_KEYS:
+            if p.meta.get(k) != meta.get(k):
+                raise ValueError(f"{k} differs between the parts: {p.meta.get(k)!r} vs {meta.get(k)!r}")
+    labels = [r["label"] for p in parts for r in p.rows]
+    twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+    if twice:
+        raise ValueError(f"rows {twice} appear in more than one part")
+    order = [r[0] for r in TABLE1_ROWS]
+    meta["seconds"] = sum(p.meta["seconds"] for p in parts)
+    meta["environment"] = [p.meta.get("environment") for p in parts]
+    rows = sorted((r for p in parts for r in p.rows), key=lambda r: order.index(r["label"]))
+    histories = {k: h for p in parts for k, h in p.histories.items()}
+    result = Table1Result(meta, rows, histories)
+    if out is not None:
+        result.save(out)
+    return result
 
 
 def _fmt(cell, key):
@@ -207,11 +290,186 @@ def format_table1(meta, rows):
     return "\n".join(lines) + "\n"
 
 
-def _tune(name, defaults, grid, data, layers, args):
+
+# ---------------------------------------------------------------------------------------- step-size grid
+class GridResult:
+    """One method over a grid of values of one hyperparameter: ``meta`` and ``rows`` (value, final
+    accuracies and loss, divergence, seconds per epoch), and the ``histories`` by value."""
+
+    def __init__(self, meta, rows, histories=None):
+        self.meta, self.rows, self.histories = meta, rows, dict(histories or {})
+
+    def to_markdown(self):
+        m, p = self.meta, self.meta["param"]
+        lines = [f"{m['method']} on {m['dataset']} ({m['n_train']} train / {m['n_val']} val), layers "
+                 f"{'-'.join(map(str, m['layers']))}, {m['epochs']} epochs, batch {m['batch_size']}, "
+                 f"{m['dtype']}, seed {m['seed']}, fixed {m['fixed']}.", "",
+                 f"| {p} | train_acc | val_acc | train_loss | s/epoch | diverged |",
+                 "| --- | --- | --- | --- | --- | --- |"]
+        for r in self.rows:
+            div = "-" if r["diverged"] is None else \
+                f"epoch {r['diverged']['epoch']} it {r['diverged']['iteration']}"
+            lines.append(f"| {r[p]:g} | {r['train_acc']:.4f} | {_f(r['val_acc'])} | "
+                         f"{r['train_loss']:.4g} | {r['sec_per_epoch']:.2f} | {div} |")
+        return "\n".join(lines) + "\n"
+
+    def save(self, folder):
+        """Write ``eta_grid.md``, ``eta_grid.json`` and ``eta_grid.h5`` (the histories) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.histories:
+            _save_histories(folder / "eta_grid.h5", {f"{k:g}": h for k, h in self.histories.items()})
+        _write_json(folder / "eta_grid.json", {"meta": self.meta, "rows": self.rows})
+        write_text(folder / "eta_grid.md", self.to_markdown())
+        return folder
+
+
+def eta_grid(method="sibp", dataset="mnist-5k", *, param=None, grid=GRID, fixed=None, epochs=5,
+             layers=None, batch_size=100, seed=0, dtype="float32", backend=None, out=None, verbose=1,
+             data_root=None):
+    """Train ``method`` once per value of ``param`` in ``grid`` (default param: ``eta`` for sibp and
+    proxbp, ``lr`` otherwise), every run from the same initial weights and minibatches (``seed``).
+
+    ``fixed`` holds the other hyperparameters. Returns a :class:`GridResult`; ``out`` saves it there.
+    """
+    from .methods import METHODS
+    method = check_choice("method", method, tuple(sorted(METHODS)))
+    param = param or ("eta" if method in ("sibp", "proxbp") else "lr")
+    if param not in METHODS[method].hyperparameter_names():
+        raise ValueError(f"param={param!r} is not a hyperparameter of {method} (it has "
+                         f"{', '.join(METHODS[method].hyperparameter_names())})")
+    grid, fixed = _float_list("grid", grid), dict(fixed or {})
+    get_method(method, **{param: grid[0]}, **fixed)  # bad hyperparameters fail before any training
+    data = load_dataset(dataset, root=data_root, dtype=dtype)
+    layers = _layers(data, layers)
+    val = data.val if len(data.y_val) else None
+    rows, histories = [], {}
+    for v in grid:
+        model = MLP(layers, seed=seed, dtype=dtype, backend=backend)
+        h = fit(model, get_method(method, **{param: v}, **fixed), *data.train, val=val, epochs=epochs,
+                batch_size=batch_size, seed=seed, verbose=0)
+        last = h.last
+        histories[v] = h
+        rows.append({param: v, "train_acc": last["train_acc"], "val_acc": last["val_acc"],
+                     "train_loss": last["train_loss"], "diverged": h.diverged,
+                     "sec_per_epoch": last["elapsed_seconds"] / max(last["epoch"], 1)})
+        _say(verbose, f"  {param}={v:g}: train {last['train_acc']:.4f} val {_f(last['val_acc'])}"
+                      + ("" if h.diverged is None else f" (diverged: {h.diverged['reason']})"))
+    meta = {"method": method, "param": param, "fixed": fixed, "dataset": data.name,
+            "n_train": int(len(data.y_train)), "n_val": int(len(data.y_val)), "layers": layers,
+            "epochs": epochs, "batch_size": batch_size, "seed": seed, "dtype": dtype, "grid": grid,
+            "environment": environment()}
+    result = GridResult(meta, rows, histories)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+# ---------------------------------------------------------------------------------------- figures
+class FigureResult:
+    """One figure's runs: ``meta`` (settings, tuning, final records, environment) and ``histories``
+    (label -> :class:`History`)."""
+
+    def __init__(self, meta, histories):
+        self.meta, self.histories = meta, dict(histories)
+
+    def to_markdown(self):
+        lines = [f"{self.meta['title']} ({self.meta['dataset']}, layers "
+                 f"{'-'.join(map(str, self.meta['layers']))})", "",
+                 "| run | hyperparameters | epochs | seconds | train loss | train acc | val acc |",
+                 "| --- | --- | --- | --- | --- | --- | --- |"]
+        for run in self.meta["runs"]:
+            last = run["final"]
+            hyper = ", ".join(f"{k}={v}" for k, v in run["hyperparameters"].items()
+                              if k in ("eta", "lam", "lr", "cg_steps"))
+            lines.append(f"| {run['label']} | {hyper} | {last['epoch_float']:.2f} | "
+                         f"{last['elapsed_seconds']:.1f} | {last['train_loss']:.4f} | "
+                         f"{last['train_acc']:.4f} | {_f(last['val_acc'])} |"
+                         + (" diverged" if run["diverged"] else ""))
+        return "\n".join(lines) + "\n"
+
+    def save(self, folder):
+        """Write ``figureN.json``, one history per run (``<label>.json``), ``figureN.md`` and, with
+        matplotlib, ``figureN.png``. Returns the PNG's path, or None without matplotlib."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        n = self.meta["figure"]
+        for label, h in self.histories.items():
+            h.save(folder / f"{_slug(label)}.json")
+        _write_json(folder / f"figure{n}.json", self.meta)
+        write_text(folder / f"figure{n}.md", self.to_markdown())
+        return plot_figure(list(self.histories.items()), self.meta, folder / f"figure{n}.png")
+
+
+def figure(number, *, dataset="mnist-5k", widths=None, epochs=3, time_budget=None, eval_every=None,
+           train_eval_size=None, batch_size=100, init_std=0.01, seed=0, dtype="float32", backend=None,
+           tune=False, out=None, verbose=1, data_root=None):
+    """Train the methods of the paper's Figure ``number`` (2, 3, 4 or 5; :data:`FIGURES`).
+
+    Parameters
+    ----------
+    widths : sequence of int, optional
+        Hidden widths (default: the paper's); the input width always follows the data.
+    time_budget : float, optional
+        Seconds of training per method (figures 4 and 5 plot against time); then ``epochs`` is ignored.
+    eval_every, train_eval_size :
+        Records every so many iterations; training metrics on a fixed subset of this size.
+    tune : bool
+        Choose each method's step (SIBP's too; not figure 5's) on a held-out split: 1 epoch on up to
+        10,000 training samples, judged on the last 20% of them.
+    out : path, optional
+        Save the result into this folder (:meth:`FigureResult.save`).
+
+    Returns
+    -------
+    FigureResult
+    """
+    number = check_choice("number", str(number), tuple(sorted(FIGURES)))
+    title, paper_widths, xaxis, runs = FIGURES[number]
+    data = load_dataset(dataset, root=data_root, dtype=dtype)
+    hidden = [check_int("widths[]", w, minimum=1) for w in widths] if widths else paper_widths
+    layers = [data.n_features] + hidden + [data.n_classes]
+    notes = []
+    paper_in = 784 if number == "4" else 3072
+    if data.n_features != paper_in:
+        notes.append(f"the paper's input width is {paper_in}; here the first width follows the data "
+                     f"({data.n_features}, {data.name})")
+    if hidden != paper_widths:
+        notes.append(f"hidden widths scaled from the paper's {paper_widths} to {hidden}")
+    _say(verbose, f"{title}: layers {layers}, {data!r}" + "".join(f"\nnote: {n}" for n in notes))
+    settings = dict(batch_size=batch_size, seed=seed, dtype=dtype, backend=backend, init_std=init_std)
+    histories = {}
+    for label, name, defaults, grid in runs:
+        hyper, tuning = dict(defaults), None
+        if tune and grid is not None:
+            hyper, tuning = _tune(name, defaults, grid, data, layers, **settings)
+            _say(verbose, f"tuned {label}: {tuning}")
+        model = MLP(layers, seed=seed, dtype=dtype, backend=backend, init_std=init_std)
+        h = fit(model, get_method(name, **hyper), *data.train, val=data.val if len(data.y_val) else None,
+                epochs=epochs if time_budget is None else 10 ** 6, batch_size=batch_size, seed=seed,
+                verbose=0, eval_every=eval_every, time_budget=time_budget, train_eval_size=train_eval_size)
+        h.config.update(label=label, tuning=tuning, dataset=data.name)
+        histories[label] = h
+        last = h.last
+        _say(verbose, f"  {label:<12} {name} {hyper}: epochs {last['epoch_float']:.2f}, "
+                      f"{last['elapsed_seconds']:.1f} s, train loss {last['train_loss']:.4f}, train acc "
+                      f"{last['train_acc']:.4f}, val acc {_f(last['val_acc'])}"
+                      + (f", DIVERGED {h.diverged}" if h.diverged else ""))
+    meta = {"figure": number, "title": title, "layers": layers, "dataset": data.name, "notes": notes,
+            "x_axis": xaxis, "epochs": epochs, "time_budget": time_budget, "batch_size": batch_size,
+            "seed": seed, "init_std": init_std, "environment": environment(),
+            "runs": [{"label": lab, "method": h.config["method"],
+                      "hyperparameters": h.config["hyperparameters"], "tuning": h.config["tuning"],
+                      "final": h.last, "diverged": h.diverged} for lab, h in histories.items()]}
+    result = FigureResult(meta, histories)
+    if out is not None:
+        png = result.save(out)
+        _say(verbose, f"wrote {png or '(no plot: matplotlib missing)'} and the histories in {out}")
+    return result
+
+
+def _tune(name, defaults, grid, data, layers, *, batch_size, seed, dtype, backend, init_std):
     """Best value of ``grid[0]`` (by held-out accuracy after 1 epoch) on a split of the training set."""
-    from .methods import get_method
-    from .model import MLP
-    from .train import fit
     key, values = grid
     n = min(10000, len(data.y_train))
     cut = int(0.8 * n)
@@ -219,70 +477,13 @@ def _tune(name, defaults, grid, data, layers, args):
     Xh, yh = data.X_train[cut:n], data.y_train[cut:n]
     scores = {}
     for v in values:
-        model = MLP(layers, seed=args.seed, dtype=args.dtype, backend=args.backend, init_std=args.init_std)
+        model = MLP(layers, seed=seed, dtype=dtype, backend=backend, init_std=init_std)
         h = fit(model, get_method(name, **{**defaults, key: v}), Xt, yt, val=(Xh, yh), epochs=1,
-                batch_size=args.batch_size, seed=args.seed, verbose=0)
+                batch_size=batch_size, seed=seed, verbose=0)
         scores[v] = -1.0 if h.diverged is not None else h.last["val_acc"]
     best = max(values, key=lambda v: scores[v])
     return {**defaults, key: best}, {"parameter": key, "scores": {f"{v:g}": scores[v] for v in values},
                                      "chosen": best}
-
-
-def run_figure(args):
-    from .datasets import load_dataset
-    from .methods import get_method
-    from .model import MLP
-    from .train import fit
-    title, widths, xaxis, runs = FIGURES[args.number]
-    data = load_dataset(args.dataset, root=args.data_root, dtype=args.dtype)
-    hidden = [int(v) for v in args.widths.split(",")] if args.widths else widths
-    layers = [data.n_features] + hidden + [data.n_classes]
-    notes = []
-    paper_in = 784 if args.number == "4" else 3072
-    if data.n_features != paper_in:
-        notes.append(f"the paper's input width is {paper_in}; here the first width follows the data "
-                     f"({data.n_features}, {data.name})")
-    if hidden != widths:
-        notes.append(f"hidden widths scaled from the paper's {widths} to {hidden}")
-    out = args.out or f"figure{args.number}_out"
-    os.makedirs(out, exist_ok=True)
-    if not args.quiet:
-        print(f"{title}: layers {layers}, {data!r}")
-        for note in notes:
-            print(f"note: {note}")
-    results = []
-    for label, name, defaults, grid in runs:
-        hyper, tuning = dict(defaults), None
-        if args.tune and grid is not None:
-            hyper, tuning = _tune(name, defaults, grid, data, layers, args)
-            if not args.quiet:
-                print(f"tuned {label}: {tuning}")
-        model = MLP(layers, seed=args.seed, dtype=args.dtype, backend=args.backend, init_std=args.init_std)
-        h = fit(model, get_method(name, **hyper), *data.train, val=data.val if len(data.y_val) else None,
-                epochs=args.epochs if args.time_budget is None else 10 ** 6, batch_size=args.batch_size,
-                seed=args.seed, verbose=0, eval_every=args.eval_every, time_budget=args.time_budget,
-                train_eval_size=args.train_eval_size)
-        h.config.update(label=label, tuning=tuning, dataset=data.name)
-        h.save(os.path.join(out, f"{_slug(label)}.json"))
-        results.append((label, h))
-        if not args.quiet:
-            last = h.last
-            print(f"  {label:<12} {name} {hyper}: epochs {last['epoch_float']:.2f}, "
-                  f"{last['elapsed_seconds']:.1f} s, train loss {last['train_loss']:.4f}, train acc "
-                  f"{last['train_acc']:.4f}, val acc {_f(last['val_acc'])}"
-                  + (f", DIVERGED {h.diverged}" if h.diverged else ""), flush=True)
-    meta = {"figure": args.number, "title": title, "layers": layers, "dataset": data.name, "notes": notes,
-            "x_axis": xaxis, "epochs": args.epochs, "time_budget": args.time_budget,
-            "batch_size": args.batch_size, "seed": args.seed, "init_std": args.init_std,
-            "runs": [{"label": lab, "method": h.config["method"], "hyperparameters": h.config["hyperparameters"],
-                      "tuning": h.config["tuning"], "final": h.last, "diverged": h.diverged}
-                     for lab, h in results]}
-    with open(os.path.join(out, f"figure{args.number}.json"), "w") as fh:
-        json.dump(meta, fh, indent=1, default=str)
-    png = plot_figure(results, meta, os.path.join(out, f"figure{args.number}.png"))
-    if not args.quiet:
-        print(f"wrote {png or '(no plot: matplotlib missing)'} and the histories in {out}")
-    return 0
 
 
 def _slug(label):
@@ -310,7 +511,8 @@ def plot_figure(results, meta, path):
             for col, key in enumerate(("train_loss", "train_acc", "val_acc")):
                 yv = [np.nan if v is None else v for v in h[key]]
                 axes[row, col].plot(x, yv, marker=".", label=label)
-    names = {"train_loss": "training loss", "train_acc": "training accuracy", "val_acc": "validation accuracy"}
+    names = {"train_loss": "training loss", "train_acc": "training accuracy",
+             "val_acc": "validation accuracy"}
     for row, xl in enumerate(("epochs", "training seconds")):
         for col, key in enumerate(("train_loss", "train_acc", "val_acc")):
             ax = axes[row, col]

@@ -106,7 +106,8 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
     if not gg > 0.0:  # (in a non-Euclidean representation rounding can make it <= 0)
         res.message = "gradient is zero at the start"
         return res
-    minus_g = lambda: problem.neg(g)
+    def minus_g():
+        return problem.neg(g)
     D = minus_g()
     steepest = True
     k = 0

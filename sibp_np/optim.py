@@ -13,7 +13,6 @@ from ._validation import check_bool, check_fraction, check_pair, check_positive
 from .backend import array_module
 from .methods import Hyperparameter, Method, register
 
-
 #: every this many updates, optimizer buffers are scanned for subnormal numbers (see Optimizer.update)
 FLUSH_EVERY = 16
 
@@ -45,7 +44,7 @@ class Optimizer(Method):
             self._flush_subnormals()
 
     def _flush_subnormals(self):
-        for key, a in self.state.items():
+        for _key, a in self.state.items():
             if hasattr(a, "dtype") and a.dtype.kind == "f":
                 xp = array_module(a)
                 tiny = xp.finfo(a.dtype).tiny

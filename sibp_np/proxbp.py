@@ -21,15 +21,8 @@ One step on a minibatch, with the **batch-mean** loss as in the reference code:
 (``theta <- theta^k - Delta``); with ``optimizer=SGD(...)`` or ``Adam(...)`` it is handed to that
 optimizer in place of a gradient, for every layer, the output layer's ``eta * dL/dtheta`` included.
 """
-from ._validation import check_choice, check_int, check_positive
+from ._validation import check_choice, check_int, check_optimizer, check_positive
 from .methods import Hyperparameter, Method, register
-
-
-def check_optimizer(name, value):
-    """``None`` or an explicit method with an ``update(params, grads)`` method."""
-    if value is not None and not callable(getattr(value, "update", None)):
-        raise TypeError(f"{name} must be an SGD, Adam or RMSprop instance, got {value!r}")
-    return value
 
 
 @register("proxbp")

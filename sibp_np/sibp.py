@@ -21,10 +21,16 @@ import math
 
 import numpy as np
 
-from ._validation import (check_bool, check_choice, check_int, check_open_unit, check_optional_choice,
-                          check_positive)
-from .methods import Hyperparameter, Method, register
+from ._validation import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_open_unit,
+    check_optional_choice,
+    check_positive,
+)
 from .matlab_compat import fr_matlab
+from .methods import Hyperparameter, Method, register
 from .ncg import VARIANTS, EuclideanVectors, ncg
 
 #: power iterations per step for ||W||_2 (warm-started), and from the first (cold) start

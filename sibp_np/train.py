@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
+from . import callbacks as cb
 from ._validation import check_int
-from .callbacks import (Callback, Checkpoint, DivergenceCheck, EvalEvery, GradientNorm, OnRecord,
-                        ProgressTable, TimeBudget, TrainingDiverged)
+from .callbacks import TrainingDiverged
 from .checkpoint import resume_run
 from .environment import environment
 from .history import METRICS, History
@@ -62,7 +62,7 @@ class Run:
                 rows = np.sort(np.random.default_rng(0).permutation(n)[:train_eval_size])
                 rows = model.backend.asarray(rows)
                 self.eval_set = self.X[rows], self.y[rows]
-        bad = [c for c in callbacks if not isinstance(c, Callback)]
+        bad = [c for c in callbacks if not isinstance(c, cb.Callback)]
         if bad:
             raise TypeError(f"callbacks must be sibp_np.Callback instances, got {bad[0]!r}")
         self.model, self.method, self.callbacks, self.shuffle = model, method, list(callbacks), shuffle
@@ -130,13 +130,13 @@ def shortcut_callbacks(*, verbose, on_divergence, stationarity, callback, checkp
     """The callbacks that ``fit``'s keyword arguments stand for, in the order they run."""
     verbose = check_int("verbose", verbose, minimum=0)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
-    out = [DivergenceCheck(on_divergence, verbose)]
-    out += [GradientNorm()] if stationarity else []
-    out += [OnRecord(callback)] if callback is not None else []
-    out += [ProgressTable()] if verbose else []
-    out += [Checkpoint(checkpoint, checkpoint_every)] if checkpoint is not None else []
-    out += [EvalEvery(eval_every)] if eval_every is not None else []
-    out += [TimeBudget(time_budget)] if time_budget is not None else []
+    out = [cb.DivergenceCheck(on_divergence, verbose)]
+    out += [cb.GradientNorm()] if stationarity else []
+    out += [cb.OnRecord(callback)] if callback is not None else []
+    out += [cb.ProgressTable()] if verbose else []
+    out += [cb.Checkpoint(checkpoint, checkpoint_every)] if checkpoint is not None else []
+    out += [cb.EvalEvery(eval_every)] if eval_every is not None else []
+    out += [cb.TimeBudget(time_budget)] if time_budget is not None else []
     return out
 
 
@@ -144,49 +144,35 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         on_divergence="stop", stationarity=False, callback=None, checkpoint=None, checkpoint_every=1,
         resume=None, config=None, eval_every=None, time_budget=None, train_eval_size=None,
         callbacks=()):
-    """Train ``model`` with ``method`` for ``epochs`` passes over ``(X, y)``.
+    """Train ``model`` with ``method`` for ``epochs`` passes over ``(X, y)``; returns a :class:`History`.
 
     Parameters
     ----------
-    model : MLP
-    method : Method
-        Anything with ``step(model, X, y) -> float`` (SGD, Adam, RMSprop, ProxBP, SIBP, ...).
-    X : array, shape (n_samples, n_features)
-    y : array of int, shape (n_samples,)
+    model, method : MLP, and anything with ``step(model, X, y) -> float`` (SGD, ..., SIBP)
+    X, y : arrays, shapes (n_samples, n_features) and (n_samples,) (integer labels)
     val : (X_val, y_val), optional
-    epochs : int >= 0
-    batch_size : int >= 1
-        The last minibatch of an epoch holds the remainder.
-    shuffle : bool
+    epochs, batch_size : int
+        Passes over the data (>= 0), and the minibatch size (the last minibatch holds the remainder).
+    shuffle, seed :
         Reshuffle every epoch with a generator seeded by ``seed``, so one seed gives one run.
     callbacks : sequence of Callback
-        Run after the ones the shortcuts below build (:mod:`sibp_np.callbacks`).
+        Run after those the shortcuts build: ``verbose`` (:class:`ProgressTable`), ``on_divergence``
+        ``"stop"``/``"raise"`` (:class:`DivergenceCheck`, always on), ``stationarity``
+        (:class:`GradientNorm`), ``callback(record)`` (:class:`OnRecord`), ``checkpoint`` and
+        ``checkpoint_every`` (:class:`Checkpoint`), ``eval_every`` (:class:`EvalEvery`), ``time_budget``
+        in seconds of update steps (:class:`TimeBudget`).
     resume : path, optional
-        Continue the run saved in this checkpoint: parameters, method state, shuffling state and
-        history are restored, and training goes on up to ``epochs`` epochs in all. The model, method
-        and batch size must match the checkpoint's (a :class:`~sibp_np.checkpoint.CheckpointError`
-        names the first difference). On the NumPy backend with a fixed BLAS thread count, a resumed run
-        is bitwise equal to an uninterrupted one.
-    config : dict, optional
-        Extra configuration recorded in the history and checkpoints (e.g. dataset name, split seed).
-    train_eval_size : int, optional
-        Compute ``train_loss``/``train_acc`` on a fixed seeded subset of this many training samples.
-    verbose, on_divergence, stationarity, callback, checkpoint, checkpoint_every, eval_every, time_budget :
-        Shortcuts for callbacks: ``verbose >= 1`` prints a table (:class:`ProgressTable`);
-        ``on_divergence`` is ``"stop"`` or ``"raise"`` (:class:`DivergenceCheck`, always on);
-        ``stationarity`` records ``grad_norm`` (:class:`GradientNorm`); ``callback(record)`` is called
-        after each record (:class:`OnRecord`); ``checkpoint`` is a path written every
-        ``checkpoint_every`` epochs (:class:`Checkpoint`); ``eval_every`` takes a record every so many
-        iterations (:class:`EvalEvery`); ``time_budget`` stops after that many seconds of update steps
-        (:class:`TimeBudget`).
+        Continue the checkpointed run up to ``epochs`` epochs in all; the model, method and batch size
+        must match. With NumPy and a fixed BLAS thread count it is bitwise equal to an unbroken run.
+    config, train_eval_size :
+        Extra configuration recorded in the history and checkpoints (e.g. the dataset's name); compute
+        ``train_loss``/``train_acc`` on a fixed seeded subset of this many training samples.
 
     Returns
     -------
     History
-        Record 0 is the initial network; record e is after epoch e. ``train_loss``/``train_acc`` are
-        evaluated on the whole training set after the epoch (as in the paper's Table 1);
-        ``train_seconds`` is the time spent in update steps in that epoch; ``batch_loss`` is the mean
-        of the minibatch losses that ``step`` returned.
+        Record 0 is the initial network, record e is after epoch e (training metrics on the whole
+        training set, as in Table 1); ``train_seconds`` is the epoch's time in update steps.
     """
     callbacks = shortcut_callbacks(
         verbose=verbose, on_divergence=on_divergence, stationarity=stationarity, callback=callback,

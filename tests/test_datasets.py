@@ -51,7 +51,7 @@ def test_mnist_loader_on_files_in_the_real_format(tmp_path):
     X, y = write_mnist_like(tmp_path / "mnist")
     d = load_dataset("mnist", root=tmp_path)
     assert d.X_train.shape == (22, 784) and d.X_val.shape == (2, 784) and d.X_test.shape == (12, 784)
-    assert d.X_train.dtype == np.float32 and 0 <= d.X_train.min() and d.X_train.max() <= 1
+    assert d.X_train.dtype == np.float32 and d.X_train.min() >= 0 and d.X_train.max() <= 1
     both = np.concatenate([d.X_train, d.X_val]) * 255
     np.testing.assert_array_equal(np.sort(np.round(both).astype(int), axis=0),
                                   np.sort(X.reshape(24, -1).astype(int), axis=0))

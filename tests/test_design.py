@@ -7,13 +7,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import small_problem
 
 import sibp_np
-from sibp_np import (METHODS, MLP, SGD, SIBP, Callback, EvalEvery, History, Method, ProxBP,
-                     TimeBudget, fit, get_backend, register)
+from sibp_np import (
+    METHODS,
+    SGD,
+    SIBP,
+    Callback,
+    EvalEvery,
+    History,
+    Method,
+    TimeBudget,
+    fit,
+    get_backend,
+    register,
+)
 from sibp_np.methods import Hyperparameter
-
-from conftest import small_problem
 
 PKG = Path(sibp_np.__file__).parent
 

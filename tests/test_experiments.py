@@ -66,8 +66,8 @@ def test_figure_commands_end_to_end_at_toy_scale(number, toy, tmp_path):
     assert (out / f"figure{number}.png").stat().st_size > 1000
     assert meta["layers"] == [8, 5, 4, 2] and any("follows the data" in n for n in meta["notes"])
     for run in meta["runs"]:
-        h = History.from_dict(json.loads((out / f"{run['label'].lower().replace(' ', '_').replace('=', '_')}.json")
-                                         .read_text()))
+        slug = run["label"].lower().replace(" ", "_").replace("=", "_")
+        h = History.load(out / f"{slug}.json")
         assert run["final"]["train_acc"] == h.last["train_acc"]  # the figure's numbers are the histories'
         if number in ("2", "3"):
             assert run["tuning"]["chosen"] == run["hyperparameters"][run["tuning"]["parameter"]]

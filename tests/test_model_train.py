@@ -2,9 +2,9 @@ import json
 
 import numpy as np
 import pytest
-
-from sibp_np import MLP, SGD, Adam, History, SIBP, TrainingDiverged, fit
 from conftest import small_problem
+
+from sibp_np import MLP, SGD, SIBP, Adam, History, TrainingDiverged, fit
 
 
 def test_shapes_and_default_init():

@@ -1,9 +1,9 @@
 """ProxBP (Frerix et al.), float64, against closed forms computed here."""
 import numpy as np
 import pytest
+from conftest import small_problem
 
 from sibp_np import SGD, Adam, ProxBP
-from conftest import small_problem
 
 
 def by_hand(model, X, y, eta, lam):
@@ -50,7 +50,8 @@ def test_cg_decreases_the_quadratic_at_every_iteration():
     q_exact_target = np.hstack([Wn, bn[:, None]])
     # z^{1/2} recovered from the exact solution: (A^T A + lam I) theta* = A^T z + lam theta0
     rhs = q_exact_target @ (A.T @ A + lam * np.eye(7)) - lam * theta0
-    q = lambda th: 0.5 * ((A @ th.T) ** 2).sum() - (rhs * th).sum() + lam / 2 * ((th - theta0) ** 2).sum()
+    def q(th):
+        return 0.5 * ((A @ th.T) ** 2).sum() - (rhs * th).sum() + lam / 2 * ((th - theta0) ** 2).sum()
     values = []
     for k in range(0, 6):
         m = model.copy()

@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 import scipy.optimize
+from conftest import small_problem
 
-from sibp_np import MLP, SIBP, SGD, fit
+from sibp_np import MLP, SGD, SIBP, fit
 from sibp_np.backend import get_backend
 from sibp_np.functions import get_activation, softmax
 from sibp_np.linesearch import armijo_backtracking
 from sibp_np.ncg import ncg
 from sibp_np.sibp import BiasSubproblem, DualWeightSubproblem, WeightSubproblem, weight_form
-from conftest import small_problem
 
 BE = get_backend("numpy")
 
@@ -26,9 +26,11 @@ def w_problem(seed=0, B=20, n_in=6, n_out=4, lam=2.0, act="relu", form="primal")
         T = np.abs(T)
     cls = DualWeightSubproblem if form == "dual" else WeightSubproblem
     a = get_activation(act)
-    make = lambda: cls(BE, a, F, F @ W.T + b, T, W.copy(), lam, np.empty((B, n_out)))
-    f = lambda Wv: ((a.forward(F @ Wv.reshape(W.shape).T + b) - T) ** 2).sum() \
-        + 0.5 * lam * ((Wv.reshape(W.shape) - W) ** 2).sum()
+    def make():
+        return cls(BE, a, F, F @ W.T + b, T, W.copy(), lam, np.empty((B, n_out)))
+    def f(Wv):
+        return ((a.forward(F @ Wv.reshape(W.shape).T + b) - T) ** 2).sum() \
+            + 0.5 * lam * ((Wv.reshape(W.shape) - W) ** 2).sum()
     def grad(Wv):
         Z = F @ Wv.reshape(W.shape).T + b
         M = a.deriv(Z) * (a.forward(Z) - T)
@@ -65,7 +67,8 @@ def test_bias_subproblem_matches_scipy(act):
     a = get_activation(act)
     prob = BiasSubproblem(BE, a, Z0 + b, T, b.copy(), lam, np.empty((B, n_out)))
     res = ncg(prob, max_iter=200)
-    f = lambda bv: ((a.forward(Z0 + bv) - T) ** 2).sum() + 0.5 * lam * ((bv - b) ** 2).sum()
+    def f(bv):
+        return ((a.forward(Z0 + bv) - T) ** 2).sum() + 0.5 * lam * ((bv - b) ** 2).sum()
     ref = scipy.optimize.minimize(f, b, method="BFGS", options={"gtol": 1e-11})
     assert res.f == pytest.approx(ref.fun, rel=1e-9)
     np.testing.assert_allclose(prob.x, ref.x, atol=1e-5)
@@ -113,7 +116,8 @@ def test_line_search_trials_do_no_matrix_product(form):
 
 def test_armijo_property_and_bounded_trials():
     calls = []
-    phi = lambda a: (calls.append(a), (a - 2.0) ** 2 + abs(a - 1.0))[1]  # nonsmooth, phi'(0) = -5
+    def phi(a):
+        return (calls.append(a), (a - 2.0) ** 2 + abs(a - 1.0))[1]  # nonsmooth, phi'(0) = -5
     res = armijo_backtracking(phi, phi(0.0), -5.0, alpha0=8.0, c1=0.3, shrink=0.5)
     assert res.accepted and res.phi <= phi(0.0) + 0.3 * res.alpha * -5.0
     assert res.alpha == 2.0 and res.trials == 3  # 8 and 4 fail, 2 is the first that passes
@@ -207,7 +211,8 @@ def test_worked_example_3_2_2():
     np.testing.assert_allclose(model.biases[1], b1new, rtol=1e-10)
     np.testing.assert_allclose(m.last_targets[1], T1, rtol=1e-10)
     # and the hidden layer's W moved towards T1 (its subproblem objective decreased)
-    f = lambda W: ((np.maximum(X @ W.T + b0, 0) - T1) ** 2).sum() + lam / 2 * ((W - W0) ** 2).sum()
+    def f(W):
+        return ((np.maximum(X @ W.T + b0, 0) - T1) ** 2).sum() + lam / 2 * ((W - W0) ** 2).sum()
     assert f(model.weights[0]) < f(W0)
 
 
@@ -259,10 +264,17 @@ def test_bad_hyperparameters(kw, match):
         SIBP(**kw)
 
 
-def test_sibp_handles_huge_eta_and_tiny_lam_without_hanging():
+@pytest.mark.parametrize("safeguard", ["trust-region", "none"])
+def test_sibp_handles_huge_eta_and_tiny_lam_with_bounded_work(safeguard):
     model, X, y = small_problem(dtype="float32")
-    h = fit(model, SIBP(eta=1e4, lam=1e-4), X, y, epochs=2, batch_size=10, verbose=0)
-    assert h.diverged is not None or all(np.isfinite(h["train_loss"]))
+    m = SIBP(eta=1e4, lam=1e-4, safeguard=safeguard, record_stats=True)
+    h = fit(model, m, X, y, epochs=2, batch_size=10, verbose=0)
+    rows = [row for step in m.stats for row in step]
+    assert len(m.stats) == 8 and len(rows) == 8 * 2 * 3  # every step solved W and b of 3 layers
+    # every subproblem stops within its budget of iterations and line-search trials
+    assert all(r["iterations"] <= m.cg_steps and r["trials"] <= m.cg_steps * m.max_trials for r in rows)
+    # and the run stays finite (with the plain algorithm the loss grows to ~1e12 here, but no further)
+    assert h.diverged is None and len(h) == 3 and model.params_finite()
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])

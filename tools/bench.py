@@ -18,7 +18,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from sibp_np import MLP, SIBP, SGD, Adam, ProxBP, get_backend
+from sibp_np import MLP, SGD, SIBP, Adam, ProxBP, get_backend
 
 
 def matmul_peak(backend, dtype, n=1024, reps=5):
@@ -148,7 +148,7 @@ def main(argv=None):
         models = {n: MLP(layers, seed=0, dtype=a.dtype, backend=be) for n in names}
         methods = {n: makers[n]() for n in names}
         times = {n: [] for n in names}
-        for rep in range(a.repeats):
+        for _rep in range(a.repeats):
             for n in names:
                 if be.name == "cupy":
                     be.fused = n != "sibp-unfused"
@@ -158,7 +158,7 @@ def main(argv=None):
         # SIBP's counters, measured on a short separate pass so the timing above carries no bookkeeping
         stats = {}
         for n in [m for m in names if m.startswith("sibp") and m != "sibp-unfused"]:
-            m = SIBP(**{k: v for k, v in methods[n].hyperparameters().items()}, record_stats=True)
+            m = SIBP(**{**methods[n].hyperparameters(), "record_stats": True})
             model = MLP(layers, seed=0, dtype=a.dtype, backend=be)
             for j in range(0, min(50 * B, a.samples), B):
                 m.step(model, X[order[j:j + B]], y[order[j:j + B]])
@@ -199,7 +199,8 @@ def main(argv=None):
         with threadpool_limits(a.cpu_threads):
             for n in [m for m in ("sgd", "sibp") if m in names]:
                 t = epoch_seconds(MLP(layers, seed=0, dtype=a.dtype, backend=cpu), makers[n](), Xh, yh, oh, B)
-                print(f"CPU ({a.cpu_threads} BLAS thr) {n}: {t:.3f} s/epoch; GPU/CPU speed-up {t / med[n]:.1f}x")
+                print(f"CPU ({a.cpu_threads} BLAS thr) {n}: {t:.3f} s/epoch; "
+                      f"GPU/CPU speed-up {t / med[n]:.1f}x")
     return med
 
 

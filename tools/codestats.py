@@ -21,7 +21,7 @@ def functions(root):
         tree = ast.parse(path.read_text(), str(path))
         rel = path.relative_to(Path(root).parent).with_suffix("").as_posix().replace("/", ".")
 
-        def visit(node, prefix):
+        def visit(node, prefix, rel=rel):
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     name = f"{prefix}{child.name}"
@@ -31,9 +31,9 @@ def functions(root):
                            and isinstance(getattr(first, "value", None), ast.Constant)
                            and isinstance(first.value.value, str) else 0)
                     out.append((n, n - doc, f"{rel}:{name}"))
-                    visit(child, f"{name}.")
+                    visit(child, f"{name}.", rel)
                 elif isinstance(child, ast.ClassDef):
-                    visit(child, f"{prefix}{child.name}.")
+                    visit(child, f"{prefix}{child.name}.", rel)
         visit(tree, "")
     return sorted(out, reverse=True)
 

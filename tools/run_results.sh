@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # The commands behind tools/RESULTS.md (CPU, 1 BLAS thread). Outputs go to tools/results/.
-# Table 1 on Fashion-MNIST runs as two processes (rows 1-3 and 4-5) merged afterwards.
+# Table 1 on Fashion-MNIST runs as two processes (rows 1-3 and 4-5) merged afterwards; the parts go to a
+# scratch folder and only the merged table is kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 R=tools/results
 case "${1:-all}" in
   table1-mnist5k) sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --out $R/table1_mnist5k ;;
-  table1-fashion-a) sibp-np table1 --dataset fashion-mnist --runs 5 --epochs 2 --rows 1,2,3 --out $R/t1_fm_a ;;
-  table1-fashion-b) sibp-np table1 --dataset fashion-mnist --runs 5 --epochs 2 --rows 4,5 --out $R/t1_fm_b ;;
-  table1-fashion-merge) python tools/merge_table1.py $R/table1_fashion $R/t1_fm_a $R/t1_fm_b ;;
+  table1-fashion-a) sibp-np table1 --dataset fashion-mnist --runs 5 --epochs 2 --rows 1,2,3 --out /tmp/sibp_np_t1_fm_a ;;
+  table1-fashion-b) sibp-np table1 --dataset fashion-mnist --runs 5 --epochs 2 --rows 4,5 --out /tmp/sibp_np_t1_fm_b ;;
+  table1-fashion-merge) sibp-np merge-table1 $R/table1_fashion /tmp/sibp_np_t1_fm_a /tmp/sibp_np_t1_fm_b ;;
+  eta-grids)
+    for m in sibp proxbp; do
+      sibp-np eta-grid --dataset mnist-5k --epochs 5 --method $m --fixed '{"lam": 1}' --out $R/eta_grid_mnist5k/$m
+    done
+    sibp-np eta-grid --dataset mnist-5k --epochs 5 --method sgd --out $R/eta_grid_mnist5k/sgd
+    ;;
   figures)
     sibp-np figure 2 --dataset fashion-mnist --epochs 4 --tune --eval-every 110 --train-eval-size 10000 --out $R/figure2
     sibp-np figure 3 --dataset fashion-mnist --widths 2000,500,2000 --epochs 3 --tune --eval-every 110 --train-eval-size 10000 --out $R/figure3
@@ -21,9 +28,8 @@ case "${1:-all}" in
     python tools/deepnet.py analysis --steps 2 > $D/analysis.txt
     python tools/deepnet.py table --init-std 0.05 --rows 0,1,2,3 --json $D/table_init005.json > $D/table_init005.md
     python tools/deepnet.py table --init-std 0.01 --rows 0,1,2 --json $D/table_init001.json > $D/table_init001.md
-    python tools/eta_grid.py --dataset mnist-5k --epochs 5 --method sibp --grid 100,10,1,0.1,0.01 --fixed '{"lam": 1}' > $D/eta_grid_mnist5k.txt
-    python tools/eta_grid.py --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' > $D/fashion_best_cell.txt
+    sibp-np eta-grid --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' --out $D/fashion_best_cell
     sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_trustregion --quiet
     ;;
-  *) echo "usage: $0 table1-mnist5k|table1-fashion-a|table1-fashion-b|table1-fashion-merge|figures|deepnet"; exit 2 ;;
+  *) echo "usage: $0 table1-mnist5k|table1-fashion-a|table1-fashion-b|table1-fashion-merge|eta-grids|figures|deepnet"; exit 2 ;;
 esac

@@ -41,7 +41,7 @@ def _import_cupy():
     return cupy
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _kernel(name):
     """Build the kernel ``sibp_<name>`` once (per process); CuPy caches per dtype after that."""
     import cupy
