@@ -39,7 +39,12 @@ def functions(root):
 
 
 def import_graph(root):
-    """``{module: {imported package modules}}`` with dotted names (``sibp_np.train``)."""
+    """``{module: {imported package modules}}`` with dotted names (``sibp_np.train``).
+
+    ``from pkg import mod`` is an edge to ``pkg.mod``; ``from pkg import name`` (a name defined in the
+    package's ``__init__``) is an edge to the package only when nothing else is, and edges into a package's
+    ``__init__`` are dropped: re-exporting its submodules there is not a cycle of the design.
+    """
     root = Path(root)
     pkg = root.name
     modules = {}
@@ -60,12 +65,14 @@ def import_graph(root):
             elif isinstance(node, ast.ImportFrom):
                 base = here[:len(here) - node.level + 1] if node.level else []
                 mod = ".".join(base + ([node.module] if node.module else []))
-                targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+                subs = [f"{mod}.{a.name}" for a in node.names if f"{mod}.{a.name}" in modules]
+                targets = subs or [mod]
             for t in targets:
                 if t in modules and t != name and t.split(".")[0] == pkg:
                     edges.add(t)
         graph[name] = edges
-    return graph
+    packages = {m for m, (_, is_init) in modules.items() if is_init}
+    return {m: {t for t in e if t not in packages} for m, e in graph.items()}
 
 
 def cycles(graph):
@@ -109,11 +116,7 @@ def main(argv=None):
     print(f"longest functions in {Path(a.root).name}/:")
     for n, code, name in functions(a.root)[:a.top]:
         print(f"  {n:4d} lines ({code:3d} without the docstring)  {name}")
-    # a package's __init__ re-exporting its submodules is not a design cycle: drop edges into a package
-    graph = import_graph(a.root)
-    packages = {m for m in graph if any(o.startswith(m + ".") for o in graph)}
-    graph = {m: {t for t in e if t not in packages} for m, e in graph.items()}
-    found = cycles(graph)
+    found = cycles(import_graph(a.root))
     print(f"import cycles between modules: {len(found)}")
     for comp in found:
         print("  " + " <-> ".join(comp))
