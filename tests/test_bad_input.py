@@ -1,6 +1,7 @@
 """Every public entry point against wrong types, shapes, dtypes, values and files (one table), and a
 property test: random small problems through every method either train with finite numbers or raise
 one of the documented errors."""
+import inspect
 import pickle
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sibp_np import MLP, SGD, SIBP, Adam, ProxBP, RMSprop, fit, get_method, load_dataset
+from sibp_np import METHODS, MLP, SGD, SIBP, Adam, ProxBP, RMSprop, fit, get_method, load_dataset
 from sibp_np.checkpoint import CheckpointError, load_checkpoint
 from sibp_np.cli import main
 from sibp_np.datasets import read_cifar10_batch, read_idx, save_h5
@@ -178,14 +179,20 @@ def test_inputs_that_work_correctly(make):
         np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
-METHOD_MAKERS = {
-    "sgd": lambda h: SGD(lr=h), "adam": lambda h: Adam(lr=h / 100), "rmsprop": lambda h: RMSprop(lr=h / 100),
-    "proxbp": lambda h: ProxBP(eta=h, lam=1.0 / h), "sibp": lambda h: SIBP(eta=h, lam=1.0 / h),
-}
+def make_method(name, h):
+    """Every registered method at ``h`` times its default step (``eta`` or ``lr``), with ``lam = 1/h``
+    where it has one: one knob from tiny to huge steps."""
+    cls = METHODS[name]
+    names = cls.hyperparameter_names()
+    step = "eta" if "eta" in names else "lr"
+    kw = {step: h * inspect.signature(cls.__init__).parameters[step].default}
+    if "lam" in names:
+        kw["lam"] = 1.0 / h
+    return cls(**kw)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(name=st.sampled_from(sorted(METHOD_MAKERS)),
+@given(name=st.sampled_from(sorted(METHODS)),
        sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4),
        n=st.integers(1, 12), batch=st.integers(1, 12), h=st.floats(1e-3, 1e3),
        dtype=st.sampled_from(["float32", "float64"]), seed=st.integers(0, 10))
@@ -195,7 +202,7 @@ def test_property_every_method_trains_finite_or_reports(name, sizes, n, batch, h
     yp = r.integers(0, sizes[-1], size=n)
     m = MLP(sizes, seed=seed, dtype=dtype, init_std=0.5)
     try:
-        hist = fit(m, METHOD_MAKERS[name](h), Xp, yp, epochs=2, batch_size=batch, verbose=0)
+        hist = fit(m, make_method(name, h), Xp, yp, epochs=2, batch_size=batch, verbose=0)
     except ValueError as exc:
         assert batch > n and "larger than the training set" in str(exc)
         return

@@ -12,6 +12,7 @@ float32 ``n x n @ n x n`` products measured in the same process; a method's "fra
 the flops of its matrix products only.
 """
 import argparse
+import json
 import statistics
 import time
 
@@ -19,6 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from sibp_np import MLP, SGD, SIBP, Adam, ProxBP, get_backend
+from sibp_np.environment import environment
 
 
 def matmul_peak(backend, dtype, n=1024, reps=5):
@@ -122,6 +124,7 @@ def main(argv=None):
     p.add_argument("--memory-steps", type=int, default=20,
                    help="minibatch steps after fit's full-set evaluation in --memory (20)")
     a = p.parse_args(argv)
+    print(f"environment: {json.dumps(environment())}")
     if a.memory:
         return memory_report(a)
     if a.quick:

@@ -15,6 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sibp_np import MLP, SIBP, fit, load_dataset
+from sibp_np.environment import environment
 
 LAYERS = [784] + [600] * 10 + [10]
 ROWS = (("default, lam=1", {"lam": 1.0}), ("default, lam=2", {"lam": 2.0}),
@@ -88,6 +89,7 @@ def main(argv=None):
                    "lam=2, 2 compat='matlab' lam=2, 3 safeguard='none' lam=1)")
     p.add_argument("--json", default=None, help="table: also write the cells to this JSON file")
     a = p.parse_args(argv)
+    print(f"environment: {json.dumps(environment())}")
     data = load_dataset("mnist-5k")
     with threadpool_limits(1):
         if a.what == "analysis":
@@ -98,7 +100,7 @@ def main(argv=None):
             cells = table(data, a.init_std, [float(e) for e in a.etas.split(",")], a.epochs, rows)
             if a.json:
                 with open(a.json, "w") as fh:
-                    json.dump(cells, fh, indent=1)
+                    json.dump({"environment": environment(), "cells": cells}, fh, indent=1)
 
 
 if __name__ == "__main__":
