@@ -10,15 +10,17 @@ Importing sibp_np never imports CuPy; the ``cupy`` backend imports it when it is
 from ._version import __version__
 from .backend import backend_of, get_backend, set_backend, use_backend
 from .callbacks import (
-                        Callback,
-                        Checkpoint,
-                        DivergenceCheck,
-                        EvalEvery,
-                        GradientNorm,
-                        OnRecord,
-                        ProgressTable,
-                        TimeBudget,
-                        TrainingDiverged,
+    Callback,
+    Checkpoint,
+    DivergenceCheck,
+    EarlyStopping,
+    EvalEvery,
+    GradientNorm,
+    OnRecord,
+    ProgressTable,
+    StepSchedule,
+    TimeBudget,
+    TrainingDiverged,
 )
 from .datasets import Dataset, load_dataset
 from .functions import get_activation, get_loss
@@ -35,5 +37,5 @@ __all__ = [
     "SIBP", "ProxBP", "Method", "METHODS", "get_method", "register", "load_dataset", "Dataset",
     "get_backend", "set_backend", "use_backend", "backend_of", "get_activation", "get_loss",
     "Callback", "Checkpoint", "DivergenceCheck", "EvalEvery", "GradientNorm", "OnRecord",
-    "ProgressTable", "TimeBudget",
+    "ProgressTable", "TimeBudget", "EarlyStopping", "StepSchedule",
 ]

@@ -153,3 +153,27 @@ def check_optimizer(name, value):
     if value is not None and not callable(getattr(value, "update", None)):
         raise TypeError(f"{name} must be an SGD, Adam or RMSprop instance, got {value!r}")
     return value
+
+
+def check_targets(y, n_samples, n_outputs, backend, dtype, name="y"):
+    """Validate real regression targets, shape (n_samples,) (one output) or (n_samples, n_outputs);
+    return them as ``dtype`` of shape (n_samples, n_outputs) on ``backend``."""
+    xp = backend.xp
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if not (isinstance(y, np.ndarray) or backend.is_array(y)):
+        raise TypeError(f"{name} must be an array of real targets, got {type(y).__name__}")
+    if y.ndim == 1 and n_outputs == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape[1] != n_outputs:
+        want = f"({n_samples},) or ({n_samples}, 1)" if n_outputs == 1 else f"({n_samples}, {n_outputs})"
+        raise ValueError(f"{name} must have shape {want} for a model with {n_outputs} output(s), got "
+                         f"shape {tuple(y.shape)}")
+    if y.shape[0] != n_samples:
+        raise ValueError(f"X and {name} have different lengths: {n_samples} and {y.shape[0]}")
+    if y.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
+    out = xp.ascontiguousarray(backend.asarray(y, dtype=dtype))
+    if not bool(xp.isfinite(out).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return out

@@ -1,13 +1,16 @@
 """Callbacks: what :func:`sibp_np.fit` does besides stepping, as small objects with one interface.
 
 A callback sees the :class:`~sibp_np.train.Run` in progress (model, method, history, epoch, iteration,
-minibatch losses, seconds) at four points:
+minibatch losses, seconds) at six points:
 
-* ``on_train_begin(run)``: before the first step (after a resume, if any);
+* ``on_train_begin(run)``: before the first record and step (after a resume, if any);
+* ``on_epoch_begin(run)``: before an epoch's first step (``run.epoch`` is the new epoch);
 * ``on_step_end(run)``: after every update step;
 * ``on_record(run, record)``: after a record is appended to ``run.history`` (``record`` is that dict;
   a callback may add keys to it);
-* ``on_epoch_end(run)``: after an epoch's record.
+* ``on_epoch_end(run)``: after an epoch's record;
+* ``on_train_end(run)``: once, when the loop is over (stopped early or not), before ``fit`` reports
+  the test set.
 
 ``run.record()`` takes a record now (at most one per iteration), and ``run.stop()`` asks the loop to
 stop cleanly: it returns the :class:`~sibp_np.history.History` after the current callback round.
@@ -22,7 +25,7 @@ stop cleanly: it returns the :class:`~sibp_np.history.History` after the current
 import math
 import sys
 
-from ._validation import check_choice, check_int, check_positive
+from ._validation import check_bool, check_choice, check_int, check_positive
 from .checkpoint import save_checkpoint
 
 
@@ -32,6 +35,9 @@ class Callback:
     def on_train_begin(self, run):
         pass
 
+    def on_epoch_begin(self, run):
+        pass
+
     def on_step_end(self, run):
         pass
 
@@ -39,6 +45,9 @@ class Callback:
         pass
 
     def on_epoch_end(self, run):
+        pass
+
+    def on_train_end(self, run):
         pass
 
 
@@ -141,6 +150,119 @@ class OnRecord(Callback):
         self.fn(record)
 
 
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs, and restore the best parameters.
+
+    Parameters
+    ----------
+    monitor : str
+        A record key: ``"val_loss"`` (default), ``"val_acc"``, ``"train_loss"``, ..., or for a
+        regression ``"val_mse"``, ``"val_r2"``. Losses and MSE must decrease, accuracy and R^2 increase.
+    patience : int >= 1
+        Epochs without an improvement before the run stops.
+    min_delta : float >= 0
+        The least change that counts as an improvement.
+    restore_best : bool
+        When training ends (stopped here or at the epoch limit), put back the parameters of the best
+        epoch's record. The records themselves are not changed: the last one is still the last epoch's.
+
+    Only epoch-end records count (and the initial one, as the baseline); records taken inside an
+    epoch (``eval_every``) do not. ``history.summary["early_stopping"]`` tells the best epoch, its
+    value, where the run stopped and whether the parameters were restored.
+    """
+
+    def __init__(self, monitor="val_loss", patience=3, min_delta=0.0, restore_best=True):
+        if not isinstance(monitor, str) or "_" not in monitor:
+            raise ValueError(f"monitor must be a record key such as 'val_loss', got {monitor!r}")
+        self.monitor = monitor
+        self.patience = check_int("patience", patience, minimum=1)
+        self.min_delta = check_positive("min_delta", min_delta, allow_zero=True)
+        self.restore_best = check_bool("restore_best", restore_best)
+        self.sign = -1.0 if monitor.endswith(("_acc", "_r2")) else 1.0  # to be minimised: sign * value
+
+    def on_train_begin(self, run):
+        split, metric = self.monitor.split("_", 1)
+        known = ("loss", "mse", "r2") if run.model.task == "regression" else ("loss", "acc")
+        if split not in ("train", "val") or metric not in known:
+            raise ValueError(f"EarlyStopping(monitor={self.monitor!r}): a {run.model.task} run records "
+                             f"{', '.join(f'{s}_{m}' for s in ('train', 'val') for m in known)}")
+        if split == "val" and run.val is None:
+            raise ValueError(f"EarlyStopping(monitor={self.monitor!r}) needs val=(X_val, y_val) in fit")
+        self.best = self.best_epoch = self.best_params = self.stopped_epoch = None
+        self.wait = 0
+
+    def on_record(self, run, record):
+        if record["iterations"] % run.n_batches:  # inside an epoch
+            return
+        value = record[self.monitor]
+        if value is None or not math.isfinite(value):
+            return  # a diverging run: DivergenceCheck reports it
+        if self.best is None or self.sign * (value - self.best) < -self.min_delta:
+            self.best, self.best_epoch, self.wait = value, record["epoch"], 0
+            if self.restore_best:
+                self.best_params = run.model.get_params()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = record["epoch"]
+            run.stop()
+
+    def on_train_end(self, run):
+        restored = (self.restore_best and self.best_params is not None
+                    and self.best_epoch != run.history.last.get("epoch"))
+        if restored:
+            run.model.set_params(self.best_params)
+        run.history.summary["early_stopping"] = {
+            "monitor": self.monitor, "best": self.best, "best_epoch": self.best_epoch,
+            "stopped_epoch": self.stopped_epoch, "restored": bool(restored)}
+
+
+#: the named step-size schedules: the factor on the initial step at epoch e of E (e = 1, ..., E)
+SCHEDULES = {
+    "constant": lambda e, E: 1.0,
+    "inverse": lambda e, E: 1.0 / e,
+    "cosine": lambda e, E: 0.5 * (1.0 + math.cos(math.pi * (e - 1) / E)),
+}
+
+
+class StepSchedule(Callback):
+    """Set the method's step size (``lr`` or ``eta``) at the start of every epoch.
+
+    ``schedule`` is ``"constant"``, ``"inverse"`` (the initial step divided by the epoch number),
+    ``"cosine"`` (half a cosine from the initial step down towards 0 over the run's epochs), or a
+    callable ``schedule(epoch) -> step size`` (epochs count from 1). The value goes through the
+    method's validated setter, and every record shows the value in use under the parameter's name.
+    """
+
+    def __init__(self, schedule, param=None):
+        if not callable(schedule):
+            schedule = check_choice("schedule", schedule, tuple(SCHEDULES))
+        self.schedule, self.param = schedule, param
+
+    def on_train_begin(self, run):
+        names = getattr(run.method, "hyperparameter_names", lambda: [])()
+        param = self.param or next((p for p in ("lr", "eta") if p in names), None)
+        if param is None or param not in names:
+            raise ValueError(f"schedule: {type(run.method).__name__} has no step size to schedule "
+                             f"(no 'lr' or 'eta' hyperparameter)")
+        self.name, self.initial = param, getattr(run.method, param)
+        if callable(self.schedule):
+            self._set(run, 1)  # a bad value fails before any work
+
+    def _set(self, run, epoch):
+        if callable(self.schedule):
+            value = self.schedule(epoch)
+        else:
+            value = self.initial * SCHEDULES[self.schedule](epoch, run.epochs)
+        setattr(run.method, self.name, value)
+
+    def on_epoch_begin(self, run):
+        self._set(run, run.epoch)
+
+    def on_record(self, run, record):
+        record[self.name] = getattr(run.method, self.name)
+
+
 class ProgressTable(Callback):
     """Print one table row per record on stdout, and a progress bar inside the epoch on a terminal."""
 
@@ -165,11 +287,13 @@ class ProgressTable(Callback):
             sys.stderr.write("\r" + " " * 70 + "\r")
             self.bar = False
         out = self.stream or sys.stdout
+        score = "r2" if "train_r2" in record else "acc"  # R^2 for a regression, accuracy otherwise
+        columns = (("train_loss", 10, 4), (f"train_{score}", 9, 4), ("val_loss", 9, 4),
+                   (f"val_{score}", 8, 4), ("train_seconds", 8, 2))
         if len(run.history) == 1:
-            print(f"{'epoch':>5} {'iters':>7} {'train_loss':>10} {'train_acc':>9} {'val_loss':>9} "
-                  f"{'val_acc':>8} {'seconds':>8}", file=out)
-        row = [_cell(record[k], w, p) for k, w, p in (("train_loss", 10, 4), ("train_acc", 9, 4),
-               ("val_loss", 9, 4), ("val_acc", 8, 4), ("train_seconds", 8, 2))]
+            print(f"{'epoch':>5} {'iters':>7} " + " ".join(f"{k.replace('train_seconds', 'seconds'):>{w}}"
+                                                          for k, w, _ in columns), file=out)
+        row = [_cell(record[k], w, p) for k, w, p in columns]
         print(f"{record['epoch']:>5d} {record['iterations']:>7d} " + " ".join(row), file=out, flush=True)
 
 

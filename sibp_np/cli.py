@@ -151,7 +151,8 @@ def add_train_options(p):
     p.add_argument("--layers", type=_layers, default=None,
                    help="layer widths, e.g. 784,500,10 (default: inputs,500,classes)")
     p.add_argument("--activation", default="relu", help="relu (default), sigmoid or tanh")
-    p.add_argument("--loss", default="cross_entropy", help="cross_entropy (default) or squared_error")
+    p.add_argument("--loss", default=None, help="cross_entropy (the default for labels), squared_error "
+                   "(on one-hot labels), or mse (real targets; the default for a regression .h5 file)")
     p.add_argument("--init-std", type=float, default=0.01, help="std of the N(0, std^2) init (0.01)")
     p.add_argument("--init", default="normal", help="normal (paper, default), he or xavier")
     p.add_argument("--method", default=DEFAULT_METHOD,
@@ -164,6 +165,15 @@ def add_train_options(p):
     p.add_argument("--backend", default=None, help="numpy or cupy (default: $SIBP_NP_BACKEND or numpy)")
     p.add_argument("--dtype", default="float32", help="float32 (default) or float64")
     p.add_argument("--stationarity", action="store_true", help="record ||dJ/dtheta|| per epoch")
+    p.add_argument("--test", action="store_true", help="report the test split's loss and accuracy (or MSE "
+                   "and R^2) once, after training")
+    p.add_argument("--schedule", default=None, choices=("constant", "inverse", "cosine"),
+                   help="step-size schedule over the epochs (lr or eta)")
+    p.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
+                   help="stop once the validation loss has not improved for PATIENCE epochs, and "
+                        "restore the best epoch's parameters")
+    p.add_argument("--save-model", default=None, metavar="FILE.h5",
+                   help="save the trained network (load it with sibp_np.MLP.load)")
     p.add_argument("--on-divergence", default="stop", choices=("stop", "raise"))
     p.add_argument("--out", default=None, help="save the history to FILE.json or FILE.h5")
     p.add_argument("--checkpoint", default=None, help="write a resumable HDF5 checkpoint here")
@@ -303,18 +313,25 @@ def run_figure(args):
 
 
 def run_train(args):
+    from .callbacks import EarlyStopping
     from .datasets import load_dataset
     from .model import MLP
     from .train import fit
     data = load_dataset(args.dataset, root=args.data_root, download=args.download,
                         split_seed=args.split_seed, dtype=args.dtype)
-    layers = args.layers or [data.n_features, 500, data.n_classes]
+    layers = args.layers or [data.n_features, 500, data.n_outputs]
     if layers[0] != data.n_features:
         raise ValueError(f"--layers starts with {layers[0]} inputs but {data.name} has "
                          f"{data.n_features} features")
+    test = data.test if args.test else None
+    if args.test and (test[0] is None or not len(test[0])):
+        raise ValueError(f"--test: {data.name} has no test split")
+    loss = args.loss or ("mse" if data.task == "regression" else "cross_entropy")
     method = method_from_args(args.method, args)
     model = MLP(layers, activation=args.activation, init_std=args.init_std, init=args.init,
-                seed=args.seed, dtype=args.dtype, backend=args.backend, loss=args.loss)
+                seed=args.seed, dtype=args.dtype, backend=args.backend, loss=loss)
+    if model.task != data.task:
+        raise ValueError(f"--loss {loss} is a {model.task} loss but {data.name} is a {data.task} dataset")
     if not args.quiet:
         print(f"sibp_np {__version__}: {data!r}")
         print(f"model {model}, method {method}")
@@ -322,8 +339,21 @@ def run_train(args):
     history = fit(model, method, *data.train, val=val, epochs=args.epochs, batch_size=args.batch_size,
                   seed=args.seed, verbose=0 if args.quiet else 1, on_divergence=args.on_divergence,
                   stationarity=args.stationarity, checkpoint=args.checkpoint,
-                  checkpoint_every=args.checkpoint_every, resume=args.resume,
-                  config={"dataset": data.name, "split_seed": args.split_seed})
+                  checkpoint_every=args.checkpoint_every, resume=args.resume, test=test,
+                  schedule=args.schedule, config={"dataset": data.name, "split_seed": args.split_seed},
+                  callbacks=[] if args.early_stopping is None else [EarlyStopping(
+                      patience=args.early_stopping)])
+    stopping = history.summary.get("early_stopping")
+    if stopping and not args.quiet:
+        print(f"early stopping: best val_loss {stopping['best']:.4f} at epoch {stopping['best_epoch']}"
+              + (f", stopped after epoch {stopping['stopped_epoch']}" if stopping["stopped_epoch"] else "")
+              + ("; its parameters restored" if stopping["restored"] else ""))
+    if args.save_model:
+        model.save(args.save_model)
+        if not args.quiet:
+            print(f"model written to {args.save_model}")
+    if args.test:
+        print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in history.summary["test"].items()))
     if args.out:
         history.save(args.out)
         if not args.quiet:

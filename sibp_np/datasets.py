@@ -202,8 +202,23 @@ class Dataset:
         return self.X_train.shape[1]
 
     @property
+    def task(self):
+        """``"regression"`` when the targets are real numbers (an ``.h5`` file's float ``y``), else
+        ``"classification"``."""
+        return "regression" if self.y_train.dtype.kind == "f" else "classification"
+
+    @property
     def n_classes(self):
+        if self.task == "regression":
+            raise TypeError(f"{self.name} is a regression dataset: it has n_outputs, not classes")
         return int(max(self.y_train.max(), self.y_val.max() if self.y_val.size else 0)) + 1
+
+    @property
+    def n_outputs(self):
+        """Classes of a classification, outputs (target columns) of a regression."""
+        if self.task == "regression":
+            return 1 if self.y_train.ndim == 1 else self.y_train.shape[1]
+        return self.n_classes
 
     @property
     def train(self):
@@ -370,8 +385,13 @@ def _load_h5_dataset(path, dt):
         Xv, yv = d["X_train"][:0], d["y_train"][:0]
     def conv(A):
         return None if A is None else np.asarray(A, dtype=dt).reshape(len(A), -1)
+    # real targets that are not all whole numbers make a regression dataset; else labels
+    y_train = np.asarray(d["y_train"])
+    real = y_train.dtype.kind == "f" and not np.array_equal(y_train, np.round(y_train))
     def lab(a):
-        return None if a is None else np.asarray(a).astype(np.int64)
+        if a is None:
+            return None
+        return np.asarray(a, dtype=dt) if real else np.asarray(a).astype(np.int64)
     return Dataset(path.stem, conv(d["X_train"]), lab(d["y_train"]), conv(Xv), lab(yv),
                    conv(get("X_test")), lab(get("y_test")), str(path))
 

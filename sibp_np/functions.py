@@ -153,9 +153,13 @@ class Loss:
     * :meth:`sample_grad` is the per-sample error ``delta_N`` without a ``1/B`` factor (SIBP's eq. 6,
       as in the authors' code): ``softmax(F_N) - Y`` for cross-entropy, ``F_N - Y`` for squared error.
     * the batch-mean gradient used by SGD/Adam/RMSprop/ProxBP is ``sample_grad / B``.
+
+    ``task`` is ``"classification"`` (targets are integer labels, scored by accuracy) or
+    ``"regression"`` (real targets of shape (n_samples, n_outputs), scored by MSE and R^2).
     """
 
     name = "base"
+    task = "classification"
 
     def value(self, F, y):
         """Mean loss over the rows of ``F`` (float)."""
@@ -187,7 +191,8 @@ class SoftmaxCrossEntropy(Loss):
 
 
 class SquaredError(Loss):
-    """``L = (1/B) sum_n 1/2 ||F_n - Y_n||^2`` on one-hot targets."""
+    """``L = (1/B) sum_n 1/2 ||F_n - Y_n||^2`` on one-hot targets: a *classification* loss on integer
+    labels (scored by accuracy). For real-valued targets use ``"mse"``."""
 
     name = "squared_error"
 
@@ -201,7 +206,24 @@ class SquaredError(Loss):
         return F - one_hot(y, F.shape[1], F.dtype, xp)
 
 
-LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "squared_error": SquaredError}
+class MeanSquaredError(Loss):
+    """Regression: ``L = (1/B) sum_n 1/2 ||F_n - Y_n||^2`` on real targets ``Y`` of shape
+    (n_samples, n_outputs). The per-sample error is ``F_N - Y``, so SIBP's output target (eq. 6) is
+    ``T_N = F_N - eta (F_N - Y)``. Records report ``mse`` (the mean of ``(F - Y)^2`` over all entries,
+    as ``sklearn.metrics.mean_squared_error``) and ``r2`` beside this loss."""
+
+    name = "mse"
+    task = "regression"
+
+    def value(self, F, Y):
+        R = F - Y
+        return 0.5 * float(array_module(F).vdot(R.ravel(), R.ravel())) / F.shape[0]
+
+    def sample_grad(self, F, Y):
+        return F - Y
+
+
+LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "squared_error": SquaredError, "mse": MeanSquaredError}
 
 
 def get_loss(name):

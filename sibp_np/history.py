@@ -35,7 +35,9 @@ class History:
     network (epoch 0, no update). ``history["val_acc"]`` is the column as a list. ``history.diverged``
     is ``None`` or a dict with the epoch, iteration, method and reason. ``history.config`` describes
     the run (model, method and hyperparameters, batch size, seeds, ...); ``history.environment`` the
-    machine and software it ran on (:func:`sibp_np.environment.environment`).
+    machine and software it ran on (:func:`sibp_np.environment.environment`); ``history.summary`` what
+    was found once, after training: ``"test"`` (the test-set metrics of ``fit(..., test=...)``) and
+    ``"early_stopping"`` (:class:`~sibp_np.callbacks.EarlyStopping`'s best epoch).
     """
 
     def __init__(self, config=None, environment=None):
@@ -43,6 +45,7 @@ class History:
         self.diverged = None
         self.config = dict(config or {})
         self.environment = dict(environment or {})
+        self.summary = {}
 
     def append(self, record):
         self.records.append(dict(record))
@@ -60,13 +63,14 @@ class History:
     # ------------------------------------------------------------------ JSON
     def to_dict(self):
         return {"config": self.config, "records": self.records, "diverged": self.diverged,
-                "environment": self.environment}
+                "environment": self.environment, "summary": self.summary}
 
     @classmethod
     def from_dict(cls, d):
         h = cls(d.get("config"), d.get("environment"))
         h.records = [dict(r) for r in d.get("records", [])]
         h.diverged = d.get("diverged")
+        h.summary = dict(d.get("summary") or {})
         return h
 
     def to_json(self, path=None, indent=1):
@@ -91,6 +95,7 @@ class History:
         g.attrs["config"] = json.dumps(self.config, default=jsonable)
         g.attrs["diverged"] = json.dumps(self.diverged, default=jsonable)
         g.attrs["environment"] = json.dumps(self.environment, default=jsonable)
+        g.attrs["summary"] = json.dumps(self.summary, default=jsonable)
 
     @classmethod
     def load_hdf5(cls, path_or_group, name="history"):
@@ -101,6 +106,7 @@ class History:
         g = path_or_group[name]
         h = cls(json.loads(g.attrs["config"]), json.loads(g.attrs.get("environment", "{}")))
         h.diverged = json.loads(g.attrs["diverged"])
+        h.summary = json.loads(g.attrs.get("summary", "{}"))
         cols = {k: g[k][()] for k in g}
         n = len(next(iter(cols.values()))) if cols else 0
         for i in range(n):

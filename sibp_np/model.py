@@ -3,9 +3,10 @@ import math
 
 import numpy as np
 
-from ._validation import check_choice, check_dtype, check_int, check_positive, check_X, check_y
+from ._validation import check_choice, check_dtype, check_int, check_positive, check_targets, check_X, check_y
 from .backend import get_backend
-from .functions import get_activation, get_loss, softmax
+from .functions import ACTIVATIONS, LOSSES, get_activation, get_loss, softmax
+from .persist import ModelFileError, check_architecture, check_params, read_model, save_model
 
 INITS = ("normal", "he", "xavier")
 
@@ -44,6 +45,22 @@ class MLP:
 
     def __init__(self, layer_sizes, activation="relu", init_std=0.01, seed=None, dtype="float32",
                  backend=None, init="normal", loss="cross_entropy"):
+        self._configure(layer_sizes, activation, init_std, dtype, backend, init, loss)
+        sizes = self.layer_sizes
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        W_init, b_init = [], []
+        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+            if self.init == "normal":
+                W_init.append(rng.normal(0.0, self.init_std, size=(n_out, n_in)))
+                b_init.append(rng.normal(0.0, self.init_std, size=n_out))
+            else:
+                var = 2.0 / n_in if self.init == "he" else 2.0 / (n_in + n_out)
+                W_init.append(rng.normal(0.0, np.sqrt(var), size=(n_out, n_in)))
+                b_init.append(np.zeros(n_out))
+        self._store_params(W_init, b_init)
+
+    def _configure(self, layer_sizes, activation, init_std, dtype, backend, init, loss):
+        """Validate and set everything but the parameters."""
         if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
             raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
         sizes = tuple(check_int(f"layer_sizes[{i}]", s) for i, s in enumerate(layer_sizes))
@@ -62,18 +79,12 @@ class MLP:
         self.init = check_choice("init", init, INITS)
         self.init_std = check_positive("init_std", init_std)
         self.backend = get_backend(backend)
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        self._W, self._b = [], []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            if self.init == "normal":
-                W = rng.normal(0.0, self.init_std, size=(n_out, n_in))
-                b = rng.normal(0.0, self.init_std, size=n_out)
-            else:
-                var = 2.0 / n_in if self.init == "he" else 2.0 / (n_in + n_out)
-                W = rng.normal(0.0, np.sqrt(var), size=(n_out, n_in))
-                b = np.zeros(n_out)
-            self._W.append(self.backend.asarray(W, dtype=self.dtype))
-            self._b.append(self.backend.asarray(b, dtype=self.dtype))
+
+    def _store_params(self, W_list, b_list):
+        """Put host arrays on the backend as the parameters (their shapes already checked)."""
+        sizes = self.layer_sizes
+        self._W = [self.backend.asarray(W, dtype=self.dtype) for W in W_list]
+        self._b = [self.backend.asarray(b, dtype=self.dtype) for b in b_list]
         self.weights = _ParamList(self, self._W, "weights", lambda i: (sizes[i + 1], sizes[i]))
         self.biases = _ParamList(self, self._b, "biases", lambda i: (sizes[i + 1],))
 
@@ -89,7 +100,17 @@ class MLP:
 
     @property
     def n_classes(self):
+        """Width of the output layer: classes, or outputs of a regression (also :attr:`n_outputs`)."""
         return self.layer_sizes[-1]
+
+    @property
+    def n_outputs(self):
+        return self.layer_sizes[-1]
+
+    @property
+    def task(self):
+        """``"classification"`` or ``"regression"``: what the loss makes of the targets."""
+        return self.loss.task
 
     @property
     def xp(self):
@@ -130,7 +151,11 @@ class MLP:
         return check_X(X, self.n_features, self.backend, self.dtype, name=name)
 
     def check_Xy(self, X, y):
+        """Checked ``X`` and targets on the backend: int64 labels ``(n_samples,)`` for classification,
+        ``(n_samples, n_outputs)`` reals of the model's dtype for regression."""
         X = self.check_X(X)
+        if self.task == "regression":
+            return X, check_targets(y, X.shape[0], self.n_outputs, self.backend, self.dtype)
         return X, check_y(y, X.shape[0], self.n_classes, self.backend)
 
     # ------------------------------------------------------------------ forward / backward
@@ -220,26 +245,34 @@ class MLP:
 
     def predict_proba(self, X):
         """Class probabilities ``softmax(F_N)``, shape (n_samples, n_classes), as a NumPy array."""
+        if self.task == "regression":
+            raise TypeError(f"predict_proba: the model is a regression (loss={self.loss.name!r}); "
+                            f"use predict")
         X = self.check_X(X)
         P = self.backend.to_host(self._chunks(X, softmax))
         _warn_nonfinite(P, "predict_proba")
         return P
 
     def predict(self, X):
-        """Predicted labels, shape (n_samples,), as a NumPy int64 array."""
+        """Predicted labels, shape (n_samples,), as a NumPy int64 array; for a regression, the outputs
+        ``F_N``, shape (n_samples, n_outputs), as a NumPy array of the model's dtype."""
         X = self.check_X(X)
         logits = self._chunks(X, lambda F: F)
+        if self.task == "regression":
+            out = self.backend.to_host(logits)
+            _warn_nonfinite(out, "predict")
+            return out
         if not bool(self.xp.isfinite(logits).all()):
             _warn_nonfinite(np.array([np.nan]), "predict")
         return self.backend.to_host(logits.argmax(axis=1)).astype(np.int64)
 
     def evaluate(self, X, y, chunk=4096, warn=True):
-        """Mean loss and accuracy on ``(X, y)``, computed ``chunk`` rows at a time.
+        """Mean loss and score on ``(X, y)``: the accuracy for classification, R^2 for a regression.
 
         Parameters
         ----------
         X : array, shape (n_samples, n_features)
-        y : array of int, shape (n_samples,)
+        y : array, shape (n_samples,) labels, or (n_samples, n_outputs) regression targets
         chunk : int
             Rows per forward pass (bounds the memory of the activations).
         warn : bool
@@ -247,19 +280,43 @@ class MLP:
 
         Returns
         -------
-        loss, accuracy : float, float
+        loss, score : float, float
         """
+        m = self.metrics(X, y, chunk=chunk, warn=warn)
+        return m["loss"], m["r2"] if self.task == "regression" else m["acc"]
+
+    def metrics(self, X, y, chunk=4096, warn=True):
+        """``{"loss", "acc"}`` for classification, ``{"loss", "mse", "r2"}`` for a regression, on
+        ``(X, y)``, computed ``chunk`` rows at a time. ``mse`` is the mean of ``(F_N - Y)^2`` over all
+        entries; ``r2`` is the coefficient of determination averaged over the outputs, as
+        ``sklearn.metrics.r2_score`` computes them (an output with constant targets scores 1 when fitted
+        exactly, else 0)."""
         X, y = self.check_Xy(X, y)
         chunk = check_int("chunk", chunk, minimum=1)
-        total_loss, correct = 0.0, 0
-        for s in range(0, X.shape[0], chunk):
+        n, xp = X.shape[0], self.xp
+        total_loss, correct, ss_res = 0.0, 0, 0.0
+        for s in range(0, n, chunk):
             F_N, ys = self._propagate(X[s:s + chunk], keep=False), y[s:s + chunk]
             total_loss += self.loss.value(F_N, ys) * F_N.shape[0]
-            correct += int((F_N.argmax(axis=1) == ys).sum())
-        loss = total_loss / X.shape[0]
-        if warn and not np.isfinite(loss):
-            _warn_nonfinite(np.array([loss]), "evaluate")
-        return loss, correct / X.shape[0]
+            if self.task == "regression":
+                ss_res = ss_res + ((F_N - ys) ** 2).sum(axis=0, dtype=xp.float64)
+            else:
+                correct += int((F_N.argmax(axis=1) == ys).sum())
+        out = {"loss": total_loss / n}
+        if warn and not np.isfinite(out["loss"]):
+            _warn_nonfinite(np.array([out["loss"]]), "evaluate")
+        if self.task != "regression":
+            out["acc"] = correct / n
+            return out
+        ss_res = self.backend.to_host(ss_res)
+        yc = y - y.mean(axis=0, dtype=xp.float64)
+        ss_tot = self.backend.to_host((yc * yc).sum(axis=0))
+        exact = ss_res == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), np.where(exact, 1.0, 0.0))
+        out["mse"] = float(ss_res.sum()) / y.size
+        out["r2"] = float(r2.mean())
+        return out
 
     # ------------------------------------------------------------------ state
     def get_params(self):
@@ -274,6 +331,81 @@ class MLP:
         for i in range(self.n_layers):
             self.weights[i] = params[f"W{i}"]
             self.biases[i] = params[f"b{i}"]
+
+    # ------------------------------------------------------------------ persistence
+    def architecture(self):
+        """What :meth:`save` writes besides the parameters: layer sizes, activation, loss, dtype, init."""
+        for part, obj in (("activation", self.activation), ("loss", self.loss)):
+            registry = ACTIVATIONS if part == "activation" else LOSSES
+            if registry.get(obj.name) is not type(obj):
+                raise TypeError(f"{part} {obj!r} is not a registered name: a model file can only name it")
+        return {"layer_sizes": list(self.layer_sizes), "activation": self.activation.name,
+                "loss": self.loss.name, "dtype": self.dtype.name, "init": self.init,
+                "init_std": self.init_std}
+
+    def save(self, path):
+        """Write the network to one HDF5 file (atomically): architecture, parameters, package version.
+        :meth:`load` reads it back, and the loaded model's predictions are bitwise the same."""
+        save_model({"architecture": self.architecture(), "params": self.get_params()}, path)
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """The network saved in ``path`` by :meth:`save`, on ``backend`` (default: the current one).
+
+        Raises ``FileNotFoundError``, or :class:`~sibp_np.persist.ModelFileError` naming what is wrong
+        with the file (not HDF5, not a model, damaged, parameters that do not fit the architecture)."""
+        state = read_model(path)
+        return cls._from_state(state["architecture"], state["params"], backend, path)
+
+    @classmethod
+    def from_checkpoint(cls, path, backend=None):
+        """The network of a training checkpoint (:mod:`sibp_np.checkpoint`), e.g. to predict with it."""
+        from .checkpoint import load_checkpoint
+        ckpt = load_checkpoint(path)
+        config = ckpt["config"]
+        arch = {"layer_sizes": config.get("layer_sizes"), "activation": config.get("activation"),
+                "loss": config.get("loss"), "dtype": config.get("dtype"), "init": "normal",
+                "init_std": 0.01}
+        arch = check_architecture(arch, path)
+        return cls._from_state(arch, check_params(ckpt["params"], arch, path), backend, path)
+
+    @classmethod
+    def _from_state(cls, arch, params, backend, source):
+        model = cls.__new__(cls)
+        try:
+            model._configure(arch["layer_sizes"], arch["activation"], arch["init_std"], arch["dtype"],
+                             backend, arch["init"], arch["loss"])
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{source}: invalid architecture: {exc}") from exc
+        sizes = model.layer_sizes
+        model._store_params([params[f"W{i}"] for i in range(len(sizes) - 1)],
+                            [params[f"b{i}"] for i in range(len(sizes) - 1)])
+        return model
+
+    def __getstate__(self):
+        # the backend holds a module: it travels by name, and the arrays as host copies
+        return {"activation": self.activation, "loss": self.loss, "layer_sizes": list(self.layer_sizes),
+                "dtype": self.dtype.name, "init": self.init, "init_std": self.init_std,
+                "backend": self.backend.name, "params": self.get_params()}
+
+    def __setstate__(self, state):
+        self._configure(state["layer_sizes"], state["activation"], state["init_std"], state["dtype"],
+                        state["backend"], state["init"], state["loss"])
+        n = len(self.layer_sizes) - 1
+        self._store_params([state["params"][f"W{i}"] for i in range(n)],
+                           [state["params"][f"b{i}"] for i in range(n)])
+
+    def astype(self, dtype):
+        """The network with its parameters converted to ``dtype`` (a copy), or ``self`` when it already
+        has that dtype. E.g. ``model.astype("float64").predict(X)`` predicts a float32 network in float64."""
+        dtype = check_dtype("dtype", dtype)
+        if dtype == self.dtype:
+            return self
+        state = self.__getstate__()
+        state["dtype"] = dtype.name
+        new = type(self).__new__(type(self))
+        new.__setstate__(state)
+        return new
 
     def copy(self):
         """An independent copy on the same backend."""

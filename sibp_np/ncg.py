@@ -113,6 +113,9 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
     k = 0
     while k < max_iter:
         dphi0 = problem.dot(g, D)
+        if not math.isfinite(dphi0):  # an overflowing gradient: the run is diverging, fit reports it
+            res.success, res.message = False, "the directional derivative is not finite"
+            break
         if not dphi0 < 0:
             D, dphi0, steepest = minus_g(), -gg, True
             res.restarts += 1
@@ -122,6 +125,9 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
         boundary = alpha0 >= alpha_max
         if boundary:
             alpha0 = alpha_max
+        if not alpha0 > 0:  # already on the trust-region boundary, or no finite step along D
+            res.message = "no room to move: on the trust-region boundary"
+            break
         if -0.5 * alpha0 * dphi0 <= ftol * abs(f):
             res.message = "converged: predicted decrease below the objective's rounding level"
             break

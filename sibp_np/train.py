@@ -43,7 +43,7 @@ class Run:
     """
 
     def __init__(self, model, method, X, y, *, val, epochs, batch_size, shuffle, seed, train_eval_size,
-                 config, callbacks):
+                 config, callbacks, test=None):
         if not isinstance(method, Method) and not callable(getattr(method, "step", None)):
             raise TypeError(f"method must have a step(model, X, y) method, got {type(method).__name__}")
         self.epochs = check_int("epochs", epochs, minimum=0)
@@ -55,6 +55,9 @@ class Run:
         if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
             raise TypeError("val must be a pair (X_val, y_val)")
         self.val = None if val is None else model.check_Xy(*val)
+        if test is not None and (not isinstance(test, (tuple, list)) or len(test) != 2):
+            raise TypeError("test must be a pair (X_test, y_test)")
+        self.test = None if test is None else model.check_Xy(*test)
         self.eval_set = self.X, self.y
         if train_eval_size is not None:
             train_eval_size = check_int("train_eval_size", train_eval_size, minimum=1)
@@ -96,6 +99,7 @@ class Run:
         self.epoch += 1
         self.seconds_before += self.epoch_seconds
         self.batch_losses, self.epoch_seconds = [], 0.0
+        self.notify("on_epoch_begin")
         order = self.rng.permutation(self.X.shape[0]) if self.shuffle else np.arange(self.X.shape[0])
         order = self.model.backend.asarray(order)
         for j in range(self.n_batches):
@@ -116,21 +120,33 @@ class Run:
                "epoch_float": self.iteration / self.n_batches}
         # finite parameters can still give overflowing logits: DivergenceCheck reports them
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            rec["train_loss"], rec["train_acc"] = self.model.evaluate(*self.eval_set, warn=False)
-            rec["val_loss"], rec["val_acc"] = (None, None) if self.val is None else \
-                self.model.evaluate(*self.val, warn=False)
+            train = self.model.metrics(*self.eval_set, warn=False)
+            val = dict.fromkeys(train) if self.val is None else \
+                self.model.metrics(*self.val, warn=False)
+        rec.update({f"train_{k}": v for k, v in train.items()})
+        rec.update({f"val_{k}": v for k, v in val.items()})
         rec["batch_loss"] = float(np.mean(self.batch_losses)) if self.batch_losses else None
         rec["train_seconds"], rec["elapsed_seconds"] = self.epoch_seconds, self.elapsed_seconds
         self.history.append(rec)
         self.notify("on_record", self.history.last)
 
+    def finish(self):
+        """End the run: ``on_train_end``, then the test-set metrics (once) into ``history.summary``."""
+        self.notify("on_train_end")
+        if self.test is not None:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                metrics = self.model.metrics(*self.test, warn=False)
+            self.history.summary["test"] = {f"test_{k}": v for k, v in metrics.items()}
+        return self.history
+
 
 def shortcut_callbacks(*, verbose, on_divergence, stationarity, callback, checkpoint, checkpoint_every,
-                       eval_every, time_budget):
+                       eval_every, time_budget, schedule=None):
     """The callbacks that ``fit``'s keyword arguments stand for, in the order they run."""
     verbose = check_int("verbose", verbose, minimum=0)
     checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
     out = [cb.DivergenceCheck(on_divergence, verbose)]
+    out += [cb.StepSchedule(schedule)] if schedule is not None else []
     out += [cb.GradientNorm()] if stationarity else []
     out += [cb.OnRecord(callback)] if callback is not None else []
     out += [cb.ProgressTable()] if verbose else []
@@ -143,14 +159,15 @@ def shortcut_callbacks(*, verbose, on_divergence, stationarity, callback, checkp
 def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, seed=None, verbose=1,
         on_divergence="stop", stationarity=False, callback=None, checkpoint=None, checkpoint_every=1,
         resume=None, config=None, eval_every=None, time_budget=None, train_eval_size=None,
-        callbacks=()):
+        callbacks=(), schedule=None, test=None):
     """Train ``model`` with ``method`` for ``epochs`` passes over ``(X, y)``; returns a :class:`History`.
 
     Parameters
     ----------
     model, method : MLP, and anything with ``step(model, X, y) -> float`` (SGD, ..., SIBP)
-    X, y : arrays, shapes (n_samples, n_features) and (n_samples,) (integer labels)
-    val : (X_val, y_val), optional
+    X, y : arrays, shapes (n_samples, n_features) and labels (n_samples,) or regression targets
+    val, test : (X_val, y_val), (X_test, y_test), optional
+        The test set is evaluated once, after training, into ``history.summary["test"]``.
     epochs, batch_size : int
         Passes over the data (>= 0), and the minibatch size (the last minibatch holds the remainder).
     shuffle, seed :
@@ -160,7 +177,8 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         ``"stop"``/``"raise"`` (:class:`DivergenceCheck`, always on), ``stationarity``
         (:class:`GradientNorm`), ``callback(record)`` (:class:`OnRecord`), ``checkpoint`` and
         ``checkpoint_every`` (:class:`Checkpoint`), ``eval_every`` (:class:`EvalEvery`), ``time_budget``
-        in seconds of update steps (:class:`TimeBudget`).
+        in seconds of update steps (:class:`TimeBudget`), ``schedule`` of the step size: "constant",
+        "inverse", "cosine" or ``f(epoch)`` (:class:`StepSchedule`).
     resume : path, optional
         Continue the checkpointed run up to ``epochs`` epochs in all; the model, method and batch size
         must match. With NumPy and a fixed BLAS thread count it is bitwise equal to an unbroken run.
@@ -168,18 +186,15 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         Extra configuration recorded in the history and checkpoints (e.g. the dataset's name); compute
         ``train_loss``/``train_acc`` on a fixed seeded subset of this many training samples.
 
-    Returns
-    -------
-    History
-        Record 0 is the initial network, record e is after epoch e (training metrics on the whole
-        training set, as in Table 1); ``train_seconds`` is the epoch's time in update steps.
+    Returns History: record 0 is the initial network, record e is after epoch e (training metrics on
+    the whole training set, as in Table 1); ``train_seconds`` is the epoch's time in update steps.
     """
     callbacks = shortcut_callbacks(
         verbose=verbose, on_divergence=on_divergence, stationarity=stationarity, callback=callback,
         checkpoint=checkpoint, checkpoint_every=checkpoint_every, eval_every=eval_every,
-        time_budget=time_budget) + list(callbacks)
+        time_budget=time_budget, schedule=schedule) + list(callbacks)
     run = Run(model, method, X, y, val=val, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-              seed=seed, train_eval_size=train_eval_size, config=config, callbacks=callbacks)
+              seed=seed, train_eval_size=train_eval_size, config=config, callbacks=callbacks, test=test)
     if resume is not None:
         resume_run(run, resume, verbose=verbose)
     run.notify("on_train_begin")
@@ -194,8 +209,9 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
             run.end_step(loss, time.perf_counter() - t0)
             run.notify("on_step_end")
             if run.stopped:
-                return run.history
-        run.record()
-        if not run.stopped:
-            run.notify("on_epoch_end")
-    return run.history
+                break
+        else:
+            run.record()
+            if not run.stopped:
+                run.notify("on_epoch_end")
+    return run.finish()

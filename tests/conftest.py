@@ -1,3 +1,9 @@
+import os
+
+# scikit-learn's check_array_api_input runs only with SciPy's array-API support switched on, which must
+# happen before SciPy is first imported (nothing imports it before this file)
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 

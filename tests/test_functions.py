@@ -41,10 +41,16 @@ def test_activation_solver_hooks_match_their_definitions(name, rng):
 def test_loss_gradients_match_finite_differences(name, rng):
     loss = get_loss(name)
     F = rng.normal(size=(6, 4))
-    y = rng.integers(0, 4, size=6)
+    y = rng.normal(size=(6, 4)) if loss.task == "regression" else rng.integers(0, 4, size=6)
     num = fd(lambda A: loss.value(A, y), F)
     np.testing.assert_allclose(loss.mean_grad(F, y), num, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(loss.sample_grad(F, y), 6 * num, rtol=1e-6, atol=1e-8)
+
+
+def test_mse_value_is_half_the_mean_squared_row_norm(rng):
+    F, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    assert get_loss("mse").value(F, Y) == pytest.approx(0.5 * ((F - Y) ** 2).sum(axis=1).mean(), rel=1e-13)
+    np.testing.assert_array_equal(get_loss("mse").sample_grad(F, Y), F - Y)  # SIBP's delta_N, eq. (6)
 
 
 def test_cross_entropy_value_against_direct_formula(rng):

@@ -1,0 +1,97 @@
+"""The scikit-learn estimators: scikit-learn's own check suite, and label handling."""
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from sibp_np.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+
+@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
+def test_sklearn_check_estimator(estimator, check):
+    check(estimator)
+
+
+def blobs(n=120, seed=0):
+    r = np.random.default_rng(seed)
+    y = r.integers(0, 3, size=n)
+    X = r.normal(size=(n, 4)) + 3.0 * np.eye(3, 4)[y]
+    return X, y
+
+
+@pytest.mark.parametrize("labels", [np.array(["cat", "dog", "emu"]), np.array([-1, 1, 7]),
+                                    np.array([30, 10, 20], dtype=np.int8)])
+def test_any_labels_are_encoded_and_decoded(labels):
+    X, y = blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(16,), epochs=20, batch_size=20, random_state=0)
+    clf.fit(X, labels[y])
+    assert list(clf.classes_) == sorted(labels)
+    pred = clf.predict(X)
+    assert pred.dtype == labels.dtype and set(pred) <= set(labels)
+    assert clf.score(X, labels[y]) > 0.9
+    np.testing.assert_allclose(clf.predict_proba(X).sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_binary_minus_one_plus_one():
+    X, y = blobs()
+    y = np.where(y == 0, -1, 1)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), epochs=20, batch_size=20, random_state=0).fit(X, y)
+    assert list(clf.classes_) == [-1, 1] and clf.predict_proba(X).shape == (120, 2)
+    assert clf.score(X, y) > 0.9
+
+
+def test_partial_fit_needs_the_classes_first_and_keeps_them():
+    X, y = blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(X, y)
+    clf.partial_fit(X[:60], y[:60], classes=[0, 1, 2])
+    clf.partial_fit(X[60:], y[60:])
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    with pytest.raises(ValueError, match="differs from the classes of the first call"):
+        clf.partial_fit(X, y, classes=[0, 1])
+    with pytest.raises(ValueError, match=r"labels \[9\] that are not in classes_"):
+        clf.partial_fit(X[:3], [0, 1, 9])
+
+
+def test_estimator_early_stopping_keeps_the_best_epoch():
+    X, y = blobs(400)
+    clf = MLPClassifier(hidden_layer_sizes=(32,), epochs=60, batch_size=20, early_stopping=True,
+                        n_iter_no_change=2, random_state=0,
+                        method_params={"eta": 1.0, "lam": 1.0}).fit(X, y)
+    stop = clf.history_.summary["early_stopping"]
+    assert clf.n_iter_ < 60 and stop["stopped_epoch"] == clf.n_iter_
+    assert stop["best_epoch"] == clf.n_iter_ - 2 and stop["restored"]
+
+
+def test_regressor_learns_a_smooth_function_and_pickles():
+    r = np.random.default_rng(0)
+    X = r.uniform(-1, 1, size=(600, 2))
+    y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2
+    reg = MLPRegressor(hidden_layer_sizes=(32, 32), epochs=20, batch_size=50, random_state=0)
+    reg.fit(X[:500], y[:500])
+    assert reg.score(X[500:], y[500:]) > 0.9 and reg.predict(X).shape == (600,)
+    again = pickle.loads(pickle.dumps(reg))
+    np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+
+
+def test_bad_parameters_are_named_at_fit():
+    X, y = blobs()
+    for kw, match in [({"hidden_layer_sizes": (0,)}, r"hidden_layer_sizes\[0\] must be >= 1"),
+                      ({"epochs": -1}, "epochs must be >= 0"),
+                      ({"validation_fraction": 1.0}, "validation_fraction must lie in"),
+                      ({"method": "newton"}, "method='newton' is not known"),
+                      ({"method_params": {"eta": -1}}, "eta must be a finite number > 0")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            MLPClassifier(**kw).fit(X, y)
+
+
+def test_import_sibp_np_does_not_import_sklearn():
+    code = "import sys, sibp_np; print('sklearn' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
