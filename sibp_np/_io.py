@@ -38,3 +38,16 @@ def write_text(path, text):
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def open_hdf5(path, what, error):
+    """Open an untrusted HDF5 file for reading: ``FileNotFoundError`` when it is missing, ``error``
+    (an exception class) naming ``what`` when it is not a readable HDF5 file."""
+    import h5py
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise error(f"{what} {path} is not a readable HDF5 file (truncated, or not HDF5): {exc}") from exc

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path
+from ._io import atomic_path, open_hdf5
 from ._version import __version__
 from .history import History
 from .history import jsonable as _json
@@ -63,15 +63,8 @@ def load_checkpoint(path):
     CheckpointError
         Not an HDF5 file, truncated, or not a sibp_np checkpoint.
     """
-    import h5py
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise CheckpointError(f"checkpoint {path} is not a readable HDF5 file (truncated or not a "
-                              f"checkpoint): {exc}") from exc
+    f = open_hdf5(path, "checkpoint", CheckpointError)
     try:
         with f:
             if f.attrs.get("format") != FORMAT:

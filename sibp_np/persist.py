@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path
+from ._io import atomic_path, open_hdf5
 from ._version import __version__
 
 FORMAT = "sibp_np-model"
@@ -36,15 +36,8 @@ def save_model(state, path):
 
 def read_model(path):
     """The state saved by :func:`save_model`, checked: ``{"architecture", "params", "version"}``."""
-    import h5py
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ModelFileError(f"model file {path} is not a readable HDF5 file: {exc}") from exc
-    with f:
+    with open_hdf5(path, "model file", ModelFileError) as f:
         if f.attrs.get("format") != FORMAT:
             raise ModelFileError(f"{path} is an HDF5 file but not a sibp_np model (format "
                                  f"{f.attrs.get('format')!r}); a checkpoint loads with MLP.from_checkpoint")

@@ -354,7 +354,8 @@ class SIBP(Method):
                  shrink=0.5, max_trials=20, record_stats=False):
         super().__init__()
         self.stats = []
-        self.last_targets = None  # (T_i for each layer), kept for inspection and tests
+        self.last_targets = None  # T_i for each layer (index i+1 for code layer i), kept for inspection
+        self.last_deltas = None   # delta_i, the errors that made them (eqs. 6 and 9)
         self.matmuls_last_step = 0
         self.eta, self.lam, self.cg_steps, self.cg_variant = eta, lam, cg_steps, cg_variant
         self.output_solve, self.weight_solver, self.compat = output_solve, weight_solver, compat
@@ -384,12 +385,13 @@ class SIBP(Method):
         L = model.n_layers
         kappa = self.trust_radius / L if self.safeguard == "trust-region" else None
         step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products
+        deltas = [None] * (L + 1)
         layers = list(model.layers())
         flops = sum(2 * X.shape[0] * W.size for W, _, _ in layers)
         for i in range(L - 1, -1, -1):
             W, b, act = layers[i]
             T = F[i + 1] - eta * delta  # F_{i+1}^{k+1/2}
-            targets[i + 1] = T
+            targets[i + 1], deltas[i + 1] = T, delta
             output = i == L - 1
             if output and self.output_solve == "exact":
                 self._exact_output(backend, F[i], T, W, b)
@@ -423,7 +425,7 @@ class SIBP(Method):
                 flops += 2 * X.shape[0] * W.size
         self.matmuls_last_step = matmuls
         self.flops_last_step = flops
-        self.last_targets = targets
+        self.last_targets, self.last_deltas = targets, deltas
         if self.record_stats:
             self.stats.append(step_stats)
         return loss

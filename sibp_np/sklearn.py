@@ -45,19 +45,12 @@ class _BaseMLP(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(500,), activation="relu", method="sibp", method_params=None,
                  epochs=5, batch_size=100, init_std=0.01, dtype="float32", early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=3, random_state=None, verbose=0):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.method = method
-        self.method_params = method_params
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.init_std = init_std
-        self.dtype = dtype
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.random_state = random_state
-        self.verbose = verbose
+        # stored as given (scikit-learn's convention); checked in fit
+        self.hidden_layer_sizes, self.activation, self.method = hidden_layer_sizes, activation, method
+        self.method_params, self.epochs, self.batch_size = method_params, epochs, batch_size
+        self.init_std, self.dtype, self.early_stopping = init_std, dtype, early_stopping
+        self.validation_fraction, self.n_iter_no_change = validation_fraction, n_iter_no_change
+        self.random_state, self.verbose = random_state, verbose
 
     # ------------------------------------------------------------------ checks
     def _check_params(self):
