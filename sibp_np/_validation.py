@@ -90,18 +90,28 @@ def check_X(X, n_features, backend, dtype, name="X"):
     return out
 
 
-def check_y(y, n_samples, n_classes, backend, name="y"):
-    """Validate integer labels ``(n_samples,)`` in ``[0, n_classes)``; return int64 on ``backend``."""
-    xp = backend.xp
+def _targets_array(y, backend, name, what):
     if isinstance(y, (list, tuple)):
         y = np.asarray(y)
     if not (isinstance(y, np.ndarray) or backend.is_array(y)):
-        raise TypeError(f"{name} must be an array of integer labels, got {type(y).__name__}")
+        raise TypeError(f"{name} must be an array of {what}, got {type(y).__name__}")
+    return y
+
+
+def _check_length(name, y, n_samples):
+    if y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {y.shape[0]} entries for {n_samples} samples (different lengths: "
+                         f"{n_samples} and {y.shape[0]})")
+
+
+def check_y(y, n_samples, n_classes, backend, name="y"):
+    """Validate integer labels ``(n_samples,)`` in ``[0, n_classes)``; return int64 on ``backend``."""
+    xp = backend.xp
+    y = _targets_array(y, backend, name, "integer labels")
     if y.ndim != 1:
         raise ValueError(f"{name} must be 1-D integer labels of shape ({n_samples},), got shape "
                          f"{tuple(y.shape)} (one-hot targets are not accepted; pass y.argmax(1))")
-    if y.shape[0] != n_samples:
-        raise ValueError(f"X and {name} have different lengths: {n_samples} and {y.shape[0]}")
+    _check_length(name, y, n_samples)
     if y.dtype.kind not in "iu":
         if y.dtype.kind == "f" and bool(xp.all(xp.asarray(y) == xp.round(xp.asarray(y)))):
             pass  # integral floats are accepted
@@ -150,27 +160,91 @@ def check_pair(name, value, each):
 
 def check_optimizer(name, value):
     """``None``, or an explicit method with an ``update(params, grads)`` method (ProxBP's optimizer)."""
+    if isinstance(value, type):
+        raise TypeError(f"{name} must be an instance such as {value.__name__}(lr=0.1), not the class "
+                        f"{value.__name__}")
     if value is not None and not callable(getattr(value, "update", None)):
         raise TypeError(f"{name} must be an SGD, Adam or RMSprop instance, got {value!r}")
     return value
+
+
+def check_seed(name, value):
+    """``None``, a non-negative int, or a ``numpy.random.Generator``."""
+    if value is None or isinstance(value, np.random.Generator):
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be None, a non-negative int or a numpy.random.Generator, got "
+                        f"{type(value).__name__} {_short(value)}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return int(value)
+
+
+def check_output_path(name, path, suffixes):
+    """A file path that can be written: a known suffix, not a folder, in a folder that exists and is
+    writable. Returned as a ``Path``."""
+    import os
+    from pathlib import Path
+    if not isinstance(path, (str, os.PathLike)) or str(path) == "":
+        raise TypeError(f"{name} must be a file path, got {_short(path)}")
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"{name}={str(path)!r}: use a file name ending in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a folder, not a file")
+    parent = path.parent
+    if not parent.is_dir():
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise ValueError(f"{name}={str(path)!r}: the folder {str(parent)!r} {what}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}={str(path)!r}: the folder {str(parent)!r} is not writable")
+    return path
+
+
+def check_output_folder(name, folder):
+    """A folder that exists and is writable, or can be created in one that does."""
+    import os
+    from pathlib import Path
+    if not isinstance(folder, (str, os.PathLike)) or str(folder) == "":
+        raise TypeError(f"{name} must be a folder path, got {_short(folder)}")
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{name}={str(folder)!r} is a file, not a folder")
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{name}={str(folder)!r}: {str(probe)!r} is not a writable folder")
+    return folder
+
+
+def check_finite_array(name, value, shape, dtype, backend):
+    """``value`` as a C-ordered copy on ``backend`` in ``dtype``: a real, finite array of ``shape``."""
+    if value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an array of shape {shape}, got {_short(value)}")
+    host = value if backend.is_array(value) else np.asarray(value)
+    if host.dtype.kind not in "iuf" or host.dtype == np.float16:
+        raise TypeError(f"{name} must hold real numbers (float32 or float64), got dtype {host.dtype}")
+    if tuple(host.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(host.shape)}")
+    arr = backend.xp.array(backend.asarray(host, dtype=dtype), copy=True, order="C")
+    if not bool(backend.xp.isfinite(arr).all()):
+        raise ValueError(f"{name} contains NaN or inf (or values that overflow {np.dtype(dtype).name})")
+    return arr
 
 
 def check_targets(y, n_samples, n_outputs, backend, dtype, name="y"):
     """Validate real regression targets, shape (n_samples,) (one output) or (n_samples, n_outputs);
     return them as ``dtype`` of shape (n_samples, n_outputs) on ``backend``."""
     xp = backend.xp
-    if isinstance(y, (list, tuple)):
-        y = np.asarray(y)
-    if not (isinstance(y, np.ndarray) or backend.is_array(y)):
-        raise TypeError(f"{name} must be an array of real targets, got {type(y).__name__}")
+    y = _targets_array(y, backend, name, "real targets")
     if y.ndim == 1 and n_outputs == 1:
         y = y.reshape(-1, 1)
     if y.ndim != 2 or y.shape[1] != n_outputs:
         want = f"({n_samples},) or ({n_samples}, 1)" if n_outputs == 1 else f"({n_samples}, {n_outputs})"
         raise ValueError(f"{name} must have shape {want} for a model with {n_outputs} output(s), got "
                          f"shape {tuple(y.shape)}")
-    if y.shape[0] != n_samples:
-        raise ValueError(f"X and {name} have different lengths: {n_samples} and {y.shape[0]}")
+    _check_length(name, y, n_samples)
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
     out = xp.ascontiguousarray(backend.asarray(y, dtype=dtype))

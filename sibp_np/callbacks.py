@@ -25,7 +25,7 @@ stop cleanly: it returns the :class:`~sibp_np.history.History` after the current
 import math
 import sys
 
-from ._validation import check_bool, check_choice, check_int, check_positive
+from ._validation import check_bool, check_choice, check_int, check_output_path, check_positive
 from .checkpoint import save_checkpoint
 
 
@@ -129,7 +129,7 @@ class Checkpoint(Callback):
     last one (:mod:`sibp_np.checkpoint`)."""
 
     def __init__(self, path, checkpoint_every=1):
-        self.path = path
+        self.path = check_output_path("checkpoint", path, (".h5", ".hdf5"))
         self.checkpoint_every = check_int("checkpoint_every", checkpoint_every, minimum=1)
 
     def on_epoch_end(self, run):

@@ -9,6 +9,7 @@ Writes are atomic: the file is written under a temporary name in the same folder
 then moved over the old one with ``os.replace``; a crash at any moment leaves the old checkpoint or the
 new one, never a broken file.
 """
+import hashlib
 import json
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from ._io import atomic_path, open_hdf5
 from ._version import __version__
 from .history import History
 from .history import jsonable as _json
+from .persist import ModelFileError, check_params
 
 FORMAT = "sibp_np-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with a SHA-256 checksum and the list of method-state keys
 
 
 class CheckpointError(ValueError):
@@ -28,8 +30,9 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
-    """Write a checkpoint to ``path`` atomically (see the module docstring)."""
+    """Write a checkpoint to ``path`` atomically (see the module docstring), with its SHA-256."""
     import h5py
+    state = method.state_dict(model.backend)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
@@ -43,25 +46,51 @@ def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
         for k, v in model.get_params().items():
             g.create_dataset(k, data=v)
         s = f.create_group("method_state")
-        scalars = {}
-        for k, v in method.state_dict(model.backend).items():
+        scalars = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
+        for k, v in state.items():
             if isinstance(v, np.ndarray):
                 s.create_dataset(k, data=v)
-            else:
-                scalars[k] = v
         s.attrs["scalars"] = json.dumps(scalars, default=_json)
+        s.attrs["keys"] = json.dumps(sorted(state))
+        f.flush()
+        f.attrs["sha256"] = digest(f)
+
+
+def digest(f):
+    """SHA-256 over every attribute and dataset of the open HDF5 file ``f`` (names, types, shapes and
+    bytes), except the ``sha256`` attribute itself."""
+    import h5py
+    h = hashlib.sha256()
+    names = []
+    f.visit(names.append)
+    for name in [""] + sorted(names):
+        obj = f[name] if name else f
+        for key in sorted(obj.attrs):
+            if name or key != "sha256":
+                value = obj.attrs[key]
+                data = value.encode() if isinstance(value, str) else np.asarray(value).tobytes()
+                h.update(f"attr {name}@{key} {type(value).__name__}\0".encode() + data + b"\0")
+        if isinstance(obj, h5py.Dataset):
+            a = np.ascontiguousarray(obj[()])
+            h.update(f"data {name} {a.dtype.str} {a.shape}\0".encode() + a.tobytes() + b"\0")
+    return h.hexdigest()
 
 
 def load_checkpoint(path):
     """Read and validate a checkpoint; returns a dict (``params``, ``method_state``, ``rng_state``,
     ``epoch``, ``iteration``, ``history``, ``config``, ``version``).
 
+    The file's SHA-256 must match the one written with it, and its structure must be whole: every
+    parameter of the recorded architecture with the right shape and dtype, every method-state entry
+    that was saved, an epoch and iteration count that agree with the recorded batch size and history.
+
     Raises
     ------
     FileNotFoundError
         No such file.
     CheckpointError
-        Not an HDF5 file, truncated, or not a sibp_np checkpoint.
+        Not an HDF5 file, truncated, not a sibp_np checkpoint, corrupt (checksum mismatch) or
+        incomplete; the message names the file and the problem.
     """
     path = Path(path)
     f = open_hdf5(path, "checkpoint", CheckpointError)
@@ -69,6 +98,13 @@ def load_checkpoint(path):
         with f:
             if f.attrs.get("format") != FORMAT:
                 raise CheckpointError(f"{path} is an HDF5 file but not a sibp_np checkpoint")
+            version = int(f.attrs.get("format_version", 0))
+            if version != FORMAT_VERSION:
+                raise CheckpointError(f"checkpoint {path} has format version {version}; this sibp_np "
+                                      f"({__version__}) reads version {FORMAT_VERSION} (with a checksum)")
+            if f.attrs.get("sha256") != digest(f):
+                raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 checksum does not match "
+                                      f"its contents (a flipped byte, or an edited entry)")
             out = {
                 "params": {k: f["model"][k][()] for k in f["model"]},
                 "method_state": {k: f["method_state"][k][()] for k in f["method_state"]},
@@ -80,11 +116,39 @@ def load_checkpoint(path):
                 "version": str(f.attrs["sibp_np_version"]),
             }
             out["method_state"].update(json.loads(f["method_state"].attrs["scalars"]))
-            return out
+            keys = json.loads(f["method_state"].attrs["keys"])
     except CheckpointError:
         raise
     except Exception as exc:  # a damaged file: missing groups, unreadable datasets
         raise CheckpointError(f"checkpoint {path} is damaged: {type(exc).__name__}: {exc}") from exc
+    _check_structure(out, keys, path)
+    return out
+
+
+def _check_structure(ckpt, keys, path):
+    config = ckpt["config"]
+    try:
+        arch = {"layer_sizes": config.get("layer_sizes")}
+        if not isinstance(arch["layer_sizes"], list):
+            raise ModelFileError(f"the configuration has no layer_sizes: {config!r:.200}")
+        check_params(ckpt["params"], arch, f"checkpoint {path}")
+    except ModelFileError as exc:
+        raise CheckpointError(str(exc)) from exc
+    missing = sorted(set(keys) - set(ckpt["method_state"]))
+    if missing or sorted(ckpt["method_state"]) != sorted(keys):
+        raise CheckpointError(f"checkpoint {path}: the method state is incomplete: missing {missing}")
+    epoch, iteration = ckpt["epoch"], ckpt["iteration"]
+    n_train, batch = config.get("n_train"), config.get("batch_size")
+    if not (isinstance(n_train, int) and isinstance(batch, int) and n_train >= 1 and batch >= 1):
+        raise CheckpointError(f"checkpoint {path}: n_train and batch_size must be positive integers, "
+                              f"got {n_train!r} and {batch!r}")
+    n_batches = -(-n_train // batch)
+    if epoch < 0 or iteration != epoch * n_batches:
+        raise CheckpointError(f"checkpoint {path}: epoch {epoch} and iteration {iteration} do not agree "
+                              f"({n_batches} minibatches per epoch)")
+    records = ckpt["history"].get("records") or []
+    if not records or records[-1].get("epoch") != epoch:
+        raise CheckpointError(f"checkpoint {path}: its history does not end at epoch {epoch}")
 
 
 #: configuration keys that must agree between a checkpoint and the run that resumes it
@@ -105,12 +169,17 @@ def check_compatible(ckpt, config, path):
 def resume_run(run, path, verbose=0):
     """Restore a :class:`~sibp_np.train.Run` from the checkpoint at ``path``: parameters, method state,
     shuffling state, history, epoch and iteration. A run whose history ended in divergence is
-    restored as stopped."""
+    restored as stopped. Any failure is a :class:`CheckpointError` naming the file."""
     ckpt = load_checkpoint(path)
     check_compatible(ckpt, run.history.config, path)
-    run.model.set_params(ckpt["params"])
-    run.method.load_state_dict(ckpt["method_state"], run.model.backend)
-    run.rng.bit_generator.state = ckpt["rng_state"]
+    try:
+        run.model.set_params(ckpt["params"])
+        run.method.load_state_dict(ckpt["method_state"], run.model.backend)
+        if hasattr(run.method, "check_state"):
+            run.method.check_state(run.model)
+        run.rng.bit_generator.state = ckpt["rng_state"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint {path} cannot be resumed: {exc}") from exc
     old = History.from_dict(ckpt["history"])
     run.history.records, run.history.diverged = old.records, old.diverged
     run.epoch = ckpt["epoch"]

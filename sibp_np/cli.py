@@ -1,8 +1,10 @@
 """Command line: ``sibp-np train`` (the default command) and the experiment commands."""
 import argparse
 import inspect
+import math
 import re
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -10,15 +12,22 @@ DEFAULT_METHOD = "sibp"
 
 
 def _floats(text):
-    return tuple(float(v) for v in text.split(","))
-
-
-def _layers(text):
+    """argparse type: comma-separated finite numbers (argparse names the option in the message)."""
     try:
-        sizes = [int(v) for v in text.split(",")]
+        values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layers takes comma-separated integers, got {text!r}") from None
-    return sizes
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+    return values
+
+
+def _ints(text):
+    """argparse type: comma-separated integers."""
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def parameter_docs(cls):
@@ -148,7 +157,7 @@ def add_train_options(p):
                    help="mnist-5k (embedded, default), mnist, fashion-mnist, cifar10, or an .h5 path")
     p.add_argument("--data-root", default=None, help="folder searched first for dataset files")
     p.add_argument("--download", action="store_true", help="download a missing dataset")
-    p.add_argument("--layers", type=_layers, default=None,
+    p.add_argument("--layers", type=_ints, default=None,
                    help="layer widths, e.g. 784,500,10 (default: inputs,500,classes)")
     p.add_argument("--activation", default="relu", help="relu (default), sigmoid or tanh")
     p.add_argument("--loss", default=None, help="cross_entropy (the default for labels), squared_error "
@@ -180,13 +189,6 @@ def add_train_options(p):
     p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (1)")
     p.add_argument("--resume", default=None, help="resume the run saved in this checkpoint")
     p.add_argument("--quiet", action="store_true", help="no per-epoch table")
-
-
-def _ints(text):
-    try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _json_dict(text):
@@ -312,9 +314,28 @@ def run_figure(args):
     return 0
 
 
+def check_train_paths(args):
+    """Before any work: every output can be written, and none of them is an input or another output."""
+    from ._validation import check_output_path
+    h5 = (".h5", ".hdf5")
+    outputs = {"--out": (args.out, (".json",) + h5), "--checkpoint": (args.checkpoint, h5),
+               "--save-model": (args.save_model, h5)}
+    paths = {opt: check_output_path(opt, p, suffixes) for opt, (p, suffixes) in outputs.items() if p}
+    inputs = {"--resume": args.resume}
+    if str(args.dataset).lower().endswith(h5):
+        inputs["--dataset"] = args.dataset
+    named = [(opt, Path(p).resolve()) for opt, p in paths.items()]
+    named += [(opt, Path(p).resolve()) for opt, p in inputs.items() if p]
+    for i, (a, pa) in enumerate(named):
+        for b, pb in named[i + 1:]:
+            if pa == pb and {a, b} != {"--checkpoint", "--resume"}:  # resuming into it is the point
+                raise ValueError(f"{a} and {b} are the same file ({pa}): it would be overwritten")
+
+
 def run_train(args):
     from .callbacks import EarlyStopping
     from .datasets import load_dataset
+    check_train_paths(args)
     from .model import MLP
     from .train import fit
     data = load_dataset(args.dataset, root=args.data_root, download=args.download,
@@ -369,6 +390,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.handler(args) if hasattr(args, "handler") else run_train(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError, RuntimeError) as exc:
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
+        # a user error, or a file that cannot be read or written: one line, no traceback
         print(f"sibp-np: error: {exc}", file=sys.stderr)
         return 2

@@ -14,19 +14,24 @@ folder, and for Fashion-MNIST also ``/usr/share/datasets/fashion-mnist`` (Debian
 ``dataset-fashion-mnist``). Inside each place a dataset may sit in a sub-folder of its name
 (``mnist/``, ``fashion-mnist/``, ``cifar10/``); an explicit ``root`` may also hold the files directly.
 """
+import codecs
 import dataclasses
 import gzip
 import hashlib
+import importlib
+import math
 import os
 import pickle
 import struct
 import sys
 import tarfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_path
 from ._validation import check_dtype, check_int
 
 DATASETS = ("mnist", "fashion-mnist", "cifar10", "mnist-5k")
@@ -93,8 +98,8 @@ def read_idx(path):
     try:
         with _open_maybe_gz(path) as fh:
             data = fh.read()
-    except (EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise ValueError(f"IDX file {path} is truncated or corrupt ({exc})") from exc
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"IDX file {path} is truncated or corrupt ({type(exc).__name__}: {exc})") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an IDX file: bad magic number {data[:4]!r}")
     code, ndim = data[2], data[3]
@@ -104,7 +109,7 @@ def read_idx(path):
         raise ValueError(f"{path}: IDX header is truncated (ndim={ndim}, {len(data)} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     dt = _IDX_TYPES[code]
-    expected = int(np.prod(dims)) * dt.itemsize
+    expected = math.prod(dims) * dt.itemsize  # Python ints: no overflow for absurd headers
     body = data[4 + 4 * ndim:]
     if len(body) != expected:
         raise ValueError(f"IDX file {path} is truncated or corrupt: header says {dims} "
@@ -121,20 +126,60 @@ def write_idx(path, array):
     header = struct.pack(">BBBB", 0, 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     body = array.astype(_IDX_TYPES[code], copy=False).tobytes()
     path = Path(path)
-    if path.suffix == ".gz":
-        with gzip.GzipFile(path, "wb", mtime=0) as fh:
-            fh.write(header + body)
-    else:
-        path.write_bytes(header + body)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gz":
+            with gzip.GzipFile(tmp, "wb", mtime=0) as fh:
+                fh.write(header + body)
+        else:
+            tmp.write_bytes(header + body)
 
 
 # ------------------------------------------------------------------------------------ CIFAR-10
+def _numpy_internal(name):
+    """``numpy._core.multiarray._reconstruct`` and friends, wherever this NumPy keeps them."""
+    module, attr = name.rsplit(".", 1)
+    for candidate in (f"numpy._core.{module}", f"numpy.core.{module}"):
+        try:
+            return getattr(importlib.import_module(candidate), attr)
+        except (ImportError, AttributeError):
+            continue
+    raise pickle.UnpicklingError(f"this NumPy has no {name}")
+
+
+#: what a CIFAR-10 batch may reference: NumPy's array reconstruction, and bytes from Python 2 strings
+_CIFAR_GLOBALS = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_internal("multiarray._reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_internal("multiarray._reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"): lambda: _numpy_internal("numeric._frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"): lambda: _numpy_internal("numeric._frombuffer"),
+    ("_codecs", "encode"): lambda: codecs.encode,
+}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only dicts, lists, strings, numbers and NumPy arrays: a crafted file
+    cannot name any other function, so it cannot run code."""
+
+    def find_class(self, module, name):
+        make = _CIFAR_GLOBALS.get((module, name))
+        if make is None:
+            raise pickle.UnpicklingError(f"it references {module}.{name}, which a CIFAR-10 batch does "
+                                         f"not contain (refused: unpickling it could run code)")
+        return make()
+
+
 def read_cifar10_batch(path):
-    """Read one CIFAR-10 "python version" batch: ``(X uint8 (n, 3072), y int64 (n,))``."""
+    """Read one CIFAR-10 "python version" batch: ``(X uint8 (n, 3072), y int64 (n,))``.
+
+    The file is unpickled by a restricted unpickler (:class:`_CifarUnpickler`); pixels must be integers
+    in 0..255 and labels integers in 0..9.
+    """
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            d = pickle.load(fh, encoding="bytes")
+            d = _CifarUnpickler(fh, encoding="bytes").load()
     except Exception as exc:
         raise ValueError(f"{path} is not a readable CIFAR-10 pickle ({type(exc).__name__}: {exc})") from exc
     if not isinstance(d, dict):
@@ -143,14 +188,25 @@ def read_cifar10_batch(path):
     missing = [k for k in ("data", "labels") if k not in d]
     if missing:
         raise ValueError(f"{path}: CIFAR-10 batch is missing key(s) {missing}; has {sorted(d)}")
-    X = np.asarray(d["data"])
-    y = np.asarray(d["labels"], dtype=np.int64)
-    if X.ndim != 2 or X.shape[1] != 3072 or X.shape[0] != y.shape[0]:
+    X, y = np.asarray(d["data"]), np.asarray(d["labels"])
+    if X.ndim != 2 or X.shape[1] != 3072 or y.ndim != 1 or X.shape[0] != y.shape[0]:
         raise ValueError(f"{path}: expected data of shape (n, 3072) and n labels, got {X.shape} and "
                          f"{y.shape}")
-    if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"{path}: labels outside 0..9")
-    return X.astype(np.uint8, copy=False), y
+    X = _integral(X, f"{path}: pixel", 0, 255)
+    y = _integral(y, f"{path}: label", 0, 9)
+    return X.astype(np.uint8), y.astype(np.int64)
+
+
+def _integral(a, what, lo, hi):
+    """``a`` if it holds whole numbers in ``[lo, hi]``, else a ValueError naming ``what``."""
+    if a.dtype.kind not in "iufb":
+        raise ValueError(f"{what}s must be numbers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and not (np.isfinite(a).all() and np.array_equal(a, np.round(a))):
+        raise ValueError(f"{what}s must be whole numbers; found non-integral values such as "
+                         f"{a[np.round(a) != a][:3].tolist()}")
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{what}s must lie in {lo}..{hi}; found {a.min()}..{a.max()}")
+    return a
 
 
 def read_cifar10(folder):
@@ -166,7 +222,7 @@ def read_cifar10(folder):
 def save_h5(path, **arrays):
     """Save arrays (e.g. ``X_train=..., y_train=..., X_val=..., ...``) to an HDF5 file (gzip)."""
     import h5py
-    with h5py.File(path, "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for k, v in arrays.items():
             v = np.asarray(v)
             f.create_dataset(k, data=v, compression="gzip" if v.size > 1024 else None)
@@ -292,6 +348,19 @@ def _idx(folder, fname):
     return read_idx(p if p.exists() else p.with_suffix(""))
 
 
+def _mnist_pair(folder, images, labels):
+    """MNIST-format images ``(n, 784)`` and labels ``(n,)``, checked: 28 x 28 images of whole numbers in
+    0..255, one whole-number label in 0..9 per image."""
+    X, y = _idx(folder, images), _idx(folder, labels)
+    if X.ndim != 3 or X.shape[1:] != (28, 28):
+        raise ValueError(f"{folder / images}: expected images of shape (n, 28, 28), got {X.shape}")
+    if y.ndim != 1 or len(y) != len(X):
+        raise ValueError(f"{folder}: {images} holds {len(X)} images but {labels} has shape {y.shape}")
+    X = _integral(X, f"{folder / images}: pixel", 0, 255)
+    y = _integral(y, f"{folder / labels}: label", 0, 9)
+    return X.reshape(len(X), 784), y.astype(np.int64)
+
+
 def _split(n, n_val, seed, y=None):
     """Seeded split of ``range(n)`` into (train, val) index arrays; stratified by ``y`` if given."""
     rng = np.random.default_rng(seed)
@@ -351,17 +420,12 @@ def load_dataset(name, root=None, download=False, split_seed=0, dtype="float32")
     scale = dt.type(1.0 / 255.0)
     if key in ("mnist", "fashion-mnist", "mnist-5k"):
         if key == "mnist-5k":
-            X = _idx(folder, _MNIST5K_FILES[0]).reshape(5000, -1)
-            y = _idx(folder, _MNIST5K_FILES[1]).astype(np.int64)
+            X, y = _mnist_pair(folder, *_MNIST5K_FILES)
             tr, va = _split(len(y), 1000, split_seed, y=y)
             Xt = yt = None
         else:
-            X = _idx(folder, _MNIST_FILES[0]).reshape(-1, 784)
-            y = _idx(folder, _MNIST_FILES[1]).astype(np.int64)
-            Xt = _idx(folder, _MNIST_FILES[2]).reshape(-1, 784)
-            yt = _idx(folder, _MNIST_FILES[3]).astype(np.int64)
-            if len(X) != len(y) or len(Xt) != len(yt):
-                raise ValueError(f"{folder}: images and labels differ in number")
+            X, y = _mnist_pair(folder, *_MNIST_FILES[:2])
+            Xt, yt = _mnist_pair(folder, *_MNIST_FILES[2:])
             tr, va = _split(len(y), 5000 if len(y) > 10000 else len(y) // 12, split_seed)
     else:
         X, y, Xt, yt = read_cifar10(folder)
@@ -372,28 +436,43 @@ def load_dataset(name, root=None, download=False, split_seed=0, dtype="float32")
 
 
 def _load_h5_dataset(path, dt):
+    """An ``.h5`` dataset, checked: ``X_*``/``y_*`` come in pairs of matching lengths, every ``X_*`` has
+    ``X_train``'s width, and labels are whole numbers >= 0 (real ``y`` that are not all whole numbers
+    make a regression). ``X_val``/``y_val`` and ``X_test``/``y_test`` are optional."""
     if not path.exists():
         raise FileNotFoundError(f"dataset file {path} does not exist")
     d = load_h5(path)
-    missing = [k for k in ("X_train", "y_train") if k not in d]
-    if missing:
-        raise ValueError(f"{path}: missing dataset(s) {missing}; has {sorted(d)}")
-    def get(k):
-        return d.get(k)
-    Xv, yv = get("X_val"), get("y_val")
-    if Xv is None:
-        Xv, yv = d["X_train"][:0], d["y_train"][:0]
-    def conv(A):
-        return None if A is None else np.asarray(A, dtype=dt).reshape(len(A), -1)
-    # real targets that are not all whole numbers make a regression dataset; else labels
+    for split in ("train", "val", "test"):
+        pair = (f"X_{split}", f"y_{split}")
+        if (pair[0] in d) != (pair[1] in d):
+            raise ValueError(f"{path}: {pair[0]} and {pair[1]} come together, but only "
+                             f"{pair[0] if pair[0] in d else pair[1]} is there")
+    if "X_train" not in d:
+        raise ValueError(f"{path}: missing dataset(s) ['X_train', 'y_train']; has {sorted(d)}")
     y_train = np.asarray(d["y_train"])
     real = y_train.dtype.kind == "f" and not np.array_equal(y_train, np.round(y_train))
-    def lab(a):
-        if a is None:
-            return None
-        return np.asarray(a, dtype=dt) if real else np.asarray(a).astype(np.int64)
-    return Dataset(path.stem, conv(d["X_train"]), lab(d["y_train"]), conv(Xv), lab(yv),
-                   conv(get("X_test")), lab(get("y_test")), str(path))
+    width, splits = None, {}
+    for split in ("train", "val", "test"):
+        if f"X_{split}" not in d:
+            continue
+        X, y = np.asarray(d[f"X_{split}"]), np.asarray(d[f"y_{split}"])
+        if X.ndim < 1 or X.dtype.kind not in "iufb":
+            raise ValueError(f"{path}: X_{split} must be a numeric array (n, ...), got {X.dtype} {X.shape}")
+        X = X.reshape(X.shape[0], math.prod(X.shape[1:]))
+        width = X.shape[1] if width is None else width
+        if X.shape[1] != width:
+            raise ValueError(f"{path}: X_{split} has {X.shape[1]} features but X_train has {width}")
+        if y.ndim < 1 or len(y) != len(X):
+            raise ValueError(f"{path}: X_{split} has {len(X)} rows but y_{split} has shape {y.shape}")
+        if real:
+            y = np.asarray(y, dtype=dt)
+        else:
+            y = _integral(y, f"{path}: y_{split} label", 0, np.iinfo(np.int64).max).astype(np.int64)
+        splits[split] = (np.asarray(X, dtype=dt), y)
+    X_train, y_train = splits["train"]
+    X_val, y_val = splits.get("val", (X_train[:0], y_train[:0]))
+    X_test, y_test = splits.get("test", (None, None))
+    return Dataset(path.stem, X_train, y_train, X_val, y_val, X_test, y_test, str(path))
 
 
 # ------------------------------------------------------------------------------------ download

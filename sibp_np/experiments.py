@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_path, write_text
-from ._validation import check_choice, check_int
+from ._validation import check_choice, check_int, check_output_folder, check_seed
 from .datasets import load_dataset
 from .environment import environment
 from .history import History, jsonable
@@ -72,8 +72,8 @@ def _float_list(name, values):
         out = [float(v) for v in values]
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a sequence of numbers, got {values!r}") from None
-    if not out:
-        raise ValueError(f"{name} is empty")
+    if not out or not all(np.isfinite(v) and v > 0 for v in out):
+        raise ValueError(f"{name} must be a non-empty sequence of finite numbers > 0, got {values!r}")
     return out
 
 
@@ -168,6 +168,9 @@ def table1(dataset="mnist-5k", *, runs=5, epochs=2, rows=None, grid=None, seed=0
     Table1Result
     """
     runs = check_int("runs", runs, minimum=1)
+    seed = check_seed("seed", seed)
+    if out is not None:
+        check_output_folder("out", out)
     grid = _float_list("grid", GRID if grid is None else grid)
     picked = range(1, len(TABLE1_ROWS) + 1) if rows is None else [check_int("rows[]", r) for r in rows]
     bad = [r for r in picked if not 1 <= r <= len(TABLE1_ROWS)]
@@ -339,6 +342,9 @@ def eta_grid(method="sibp", dataset="mnist-5k", *, param=None, grid=GRID, fixed=
         raise ValueError(f"param={param!r} is not a hyperparameter of {method} (it has "
                          f"{', '.join(METHODS[method].hyperparameter_names())})")
     grid, fixed = _float_list("grid", grid), dict(fixed or {})
+    seed = check_seed("seed", seed)
+    if out is not None:
+        check_output_folder("out", out)
     get_method(method, **{param: grid[0]}, **fixed)  # bad hyperparameters fail before any training
     data = load_dataset(dataset, root=data_root, dtype=dtype)
     layers = _layers(data, layers)
@@ -425,6 +431,9 @@ def figure(number, *, dataset="mnist-5k", widths=None, epochs=3, time_budget=Non
     FigureResult
     """
     number = check_choice("number", str(number), tuple(sorted(FIGURES)))
+    seed = check_seed("seed", seed)
+    if out is not None:
+        check_output_folder("out", out)
     title, paper_widths, xaxis, runs = FIGURES[number]
     data = load_dataset(dataset, root=data_root, dtype=dtype)
     hidden = [check_int("widths[]", w, minimum=1) for w in widths] if widths else paper_widths
@@ -526,6 +535,7 @@ def plot_figure(results, meta, path):
     fig.suptitle(f"{meta['title']} ({sub})" + ("\n" + "; ".join(meta["notes"]) if meta["notes"] else ""),
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return path

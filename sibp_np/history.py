@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_path, write_text
+from ._validation import check_output_path
 
 #: the keys of every record (plus ``epoch_float``, and ``grad_norm`` when the stationarity is asked for)
 METRICS = ("epoch", "iterations", "train_loss", "train_acc", "val_loss", "val_acc", "batch_loss",
@@ -119,8 +120,10 @@ class History:
 
     # ------------------------------------------------------------------ either format
     def save(self, path):
-        """Save as JSON (``.json``) or HDF5 (``.h5``/``.hdf5``), atomically."""
+        """Save as JSON (``.json``) or HDF5 (``.h5``/``.hdf5``), atomically: a failed or killed save
+        leaves the previous file as it was."""
         kind = _format_of(path, "out")
+        check_output_path("out", path, (".json",) + _HDF5_SUFFIXES)
         if kind == "hdf5":
             self.save_hdf5(path)
         else:

@@ -108,6 +108,18 @@ class Method:
     def _validate(self):
         """Checks between hyperparameters, run after ``__init__`` and after each later assignment."""
 
+    def check_model(self, model):
+        """Refuse a positive real hyperparameter (``eta``, ``lam``, ``lr``, ``eps``, ...) that is not
+        finite, or rounds to zero, in the model's dtype: the run would overflow or never move."""
+        dt = model.dtype.type
+        for name, value in self.hyperparameters().items():
+            if isinstance(value, float) and value > 0:
+                with np.errstate(over="ignore", under="ignore"):
+                    cast = dt(value)
+                if not (np.isfinite(cast) and cast > 0):
+                    raise ValueError(f"{name}={value!r} becomes {cast} in the model's {model.dtype.name}; "
+                                     f"choose a value that {model.dtype.name} can hold, or dtype='float64'")
+
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({args})"

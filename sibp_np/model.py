@@ -3,7 +3,18 @@ import math
 
 import numpy as np
 
-from ._validation import check_choice, check_dtype, check_int, check_positive, check_targets, check_X, check_y
+from ._validation import (
+    check_choice,
+    check_dtype,
+    check_finite_array,
+    check_int,
+    check_output_path,
+    check_positive,
+    check_seed,
+    check_targets,
+    check_X,
+    check_y,
+)
 from .backend import get_backend
 from .functions import ACTIVATIONS, LOSSES, get_activation, get_loss, softmax
 from .persist import ModelFileError, check_architecture, check_params, read_model, save_model
@@ -47,6 +58,7 @@ class MLP:
                  backend=None, init="normal", loss="cross_entropy"):
         self._configure(layer_sizes, activation, init_std, dtype, backend, init, loss)
         sizes = self.layer_sizes
+        seed = check_seed("seed", seed)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         W_init, b_init = [], []
         for n_in, n_out in zip(sizes[:-1], sizes[1:]):
@@ -150,13 +162,14 @@ class MLP:
     def check_X(self, X, name="X"):
         return check_X(X, self.n_features, self.backend, self.dtype, name=name)
 
-    def check_Xy(self, X, y):
+    def check_Xy(self, X, y, names=("X", "y")):
         """Checked ``X`` and targets on the backend: int64 labels ``(n_samples,)`` for classification,
-        ``(n_samples, n_outputs)`` reals of the model's dtype for regression."""
-        X = self.check_X(X)
+        ``(n_samples, n_outputs)`` reals of the model's dtype for regression. ``names`` are used in the
+        messages (e.g. ``("X_val", "y_val")``)."""
+        X = self.check_X(X, name=names[0])
         if self.task == "regression":
-            return X, check_targets(y, X.shape[0], self.n_outputs, self.backend, self.dtype)
-        return X, check_y(y, X.shape[0], self.n_classes, self.backend)
+            return X, check_targets(y, X.shape[0], self.n_outputs, self.backend, self.dtype, name=names[1])
+        return X, check_y(y, X.shape[0], self.n_classes, self.backend, name=names[1])
 
     # ------------------------------------------------------------------ forward / backward
     def _propagate(self, X, keep):
@@ -328,6 +341,10 @@ class MLP:
         return out
 
     def set_params(self, params):
+        """Assign ``{"W0": ..., "b0": ..., ...}`` (as :meth:`get_params` returns), checked."""
+        missing = [k for i in range(self.n_layers) for k in (f"W{i}", f"b{i}") if k not in params]
+        if missing:
+            raise ValueError(f"params is missing {missing}")
         for i in range(self.n_layers):
             self.weights[i] = params[f"W{i}"]
             self.biases[i] = params[f"b{i}"]
@@ -346,6 +363,7 @@ class MLP:
     def save(self, path):
         """Write the network to one HDF5 file (atomically): architecture, parameters, package version.
         :meth:`load` reads it back, and the loaded model's predictions are bitwise the same."""
+        path = check_output_path("path", path, (".h5", ".hdf5"))
         save_model({"architecture": self.architecture(), "params": self.get_params()}, path)
 
     @classmethod
@@ -435,14 +453,13 @@ class _ParamList:
         return iter(self._store)
 
     def __setitem__(self, i, value):
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"{self._name} index must be an integer, got {type(i).__name__} {i!r}")
         if not -len(self._store) <= i < len(self._store):
             raise IndexError(f"{self._name}[{i}]: the model has {len(self._store)} layers")
-        i %= len(self._store)
-        shape = self._shape_of(i)
-        arr = self._model.backend.asarray(value, dtype=self._model.dtype)
-        if tuple(arr.shape) != shape:
-            raise ValueError(f"{self._name}[{i}] must have shape {shape}, got {tuple(arr.shape)}")
-        self._store[i] = self._model.xp.array(arr, copy=True, order="C")
+        i = int(i) % len(self._store)
+        self._store[i] = check_finite_array(f"{self._name}[{i}]", value, self._shape_of(i),
+                                            self._model.dtype, self._model.backend)
 
     def __repr__(self):
         return f"[{', '.join(f'array{tuple(a.shape)}' for a in self._store)}]"

@@ -54,7 +54,25 @@ class Optimizer(Method):
         key = f"{name}{k}"
         if key not in self.state:
             self.state[key] = array_module(like).zeros_like(like)
-        return self.state[key]
+        buf = self.state[key]
+        if buf.shape != like.shape:
+            raise ValueError(f"{type(self).__name__} was used on another model: its state {key} has shape "
+                             f"{tuple(buf.shape)} but parameter {k} has shape {tuple(like.shape)}; use a "
+                             f"new {type(self).__name__}(...) for each model")
+        return buf
+
+    def check_state(self, model):
+        """Raise ``ValueError`` unless every state buffer fits ``model``'s parameter of its index."""
+        params = model.params()
+        for key, value in self.state.items():
+            index = key.lstrip("abcdefghijklmnopqrstuvwxyz")
+            if not index.isdigit() or not hasattr(value, "shape"):
+                continue
+            k = int(index)
+            if k >= len(params) or tuple(value.shape) != tuple(params[k].shape):
+                shape = tuple(params[k].shape) if k < len(params) else "no such parameter"
+                raise ValueError(f"{type(self).__name__}'s state {key} has shape {tuple(value.shape)} "
+                                 f"but the model's parameter {k} has {shape}")
 
     def _scratch(self, k, like):
         """A work array per parameter, kept outside ``state`` (not checkpointed)."""

@@ -21,6 +21,8 @@ One step on a minibatch, with the **batch-mean** loss as in the reference code:
 (``theta <- theta^k - Delta``); with ``optimizer=SGD(...)`` or ``Adam(...)`` it is handed to that
 optimizer in place of a gradient, for every layer, the output layer's ``eta * dL/dtheta`` included.
 """
+import numpy as np
+
 from ._validation import check_choice, check_int, check_optimizer, check_positive
 from .methods import Hyperparameter, Method, register
 
@@ -141,7 +143,12 @@ class ProxBP(Method):
         A[n_in, n_in] = n
         A.ravel()[:: n_in + 2] += dt(self.lam)  # the diagonal
         R = xp.concatenate([RW, Rb[:, None]], axis=1)  # (n_out, n_in + 1)
-        D = model.backend.solve_spd(A, R.T).T
+        try:
+            D = model.backend.solve_spd(A, R.T).T
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(f"lam={self.lam}: the exact solve's matrix A^T A + lam I is not numerically "
+                             f"positive definite in {A.dtype} ({exc}); use a larger lam or "
+                             f"solve='cg'") from exc
         D = xp.ascontiguousarray(D.astype(RW.dtype, copy=False))
         return D[:, :n_in].copy(), D[:, n_in].copy()
 
@@ -151,6 +158,10 @@ class ProxBP(Method):
         if self.optimizer is not None:
             out.update({f"optimizer.{k}": v for k, v in self.optimizer.state_dict(backend).items()})
         return out
+
+    def check_state(self, model):
+        if self.optimizer is not None:
+            self.optimizer.check_state(model)
 
     def load_state_dict(self, state, backend):
         own = {k: v for k, v in state.items() if not k.startswith("optimizer.")}

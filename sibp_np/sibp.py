@@ -481,7 +481,12 @@ class SIBP(Method):
         A = dt(2) * (F.T @ F)
         A.ravel()[:: A.shape[0] + 1] += lam  # the diagonal, on any backend
         rhs = dt(2) * ((T - b).T @ F) + lam * W  # (n_out, n_in)
-        W[...] = backend.solve_spd(A, rhs.T).T
+        try:
+            W[...] = backend.solve_spd(A, rhs.T).T
+        except np.linalg.LinAlgError as exc:
+            raise ValueError(f"lam={self.lam}: the exact output solve's matrix 2 F^T F + lam I is not "
+                             f"numerically positive definite in {W.dtype} ({exc}); use a larger lam or "
+                             f"output_solve='ncg'") from exc
         n = F.shape[0]
         b[...] = (dt(2) * (T - F @ W.T).sum(axis=0) + lam * b) / dt(2 * n + self.lam)
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from . import callbacks as cb
-from ._validation import check_int
+from ._validation import check_int, check_seed
 from .callbacks import TrainingDiverged
 from .checkpoint import resume_run
 from .environment import environment
@@ -17,6 +17,11 @@ from .history import METRICS, History
 from .methods import Method
 
 __all__ = ["fit", "Run", "History", "METRICS", "TrainingDiverged"]
+
+
+#: what fit records in ``History.config`` itself (``config=`` may add keys, not change these)
+RECORDED = ("layer_sizes", "activation", "dtype", "backend", "loss", "method", "hyperparameters",
+            "batch_size", "shuffle", "seed", "n_train", "train_eval_size")
 
 
 class Run:
@@ -46,6 +51,8 @@ class Run:
                  config, callbacks, test=None):
         if not isinstance(method, Method) and not callable(getattr(method, "step", None)):
             raise TypeError(f"method must have a step(model, X, y) method, got {type(method).__name__}")
+        if hasattr(method, "check_model"):
+            method.check_model(model)
         self.epochs = check_int("epochs", epochs, minimum=0)
         self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.X, self.y = model.check_Xy(X, y)
@@ -54,10 +61,10 @@ class Run:
             raise ValueError(f"batch_size={batch_size} is larger than the training set ({n} samples)")
         if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
             raise TypeError("val must be a pair (X_val, y_val)")
-        self.val = None if val is None else model.check_Xy(*val)
+        self.val = None if val is None else model.check_Xy(*val, names=("X_val", "y_val"))
         if test is not None and (not isinstance(test, (tuple, list)) or len(test) != 2):
             raise TypeError("test must be a pair (X_test, y_test)")
-        self.test = None if test is None else model.check_Xy(*test)
+        self.test = None if test is None else model.check_Xy(*test, names=("X_test", "y_test"))
         self.eval_set = self.X, self.y
         if train_eval_size is not None:
             train_eval_size = check_int("train_eval_size", train_eval_size, minimum=1)
@@ -69,7 +76,11 @@ class Run:
         if bad:
             raise TypeError(f"callbacks must be sibp_np.Callback instances, got {bad[0]!r}")
         self.model, self.method, self.callbacks, self.shuffle = model, method, list(callbacks), shuffle
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(check_seed("seed", seed))
+        reserved = sorted(set(config or {}) & set(RECORDED))
+        if reserved:
+            raise ValueError(f"config may not set {reserved}: fit records them from the model, method "
+                             f"and data")
         self.history = History({
             "layer_sizes": list(model.layer_sizes), "activation": model.activation.name,
             "dtype": model.dtype.name, "backend": model.backend.name, "loss": model.loss.name,

@@ -1,7 +1,9 @@
 """Every public entry point against wrong types, shapes, dtypes, values and files (one table), and a
 property test: random small problems through every method either train with finite numbers or raise
 one of the documented errors."""
+import contextlib
 import inspect
+import io
 import pickle
 
 import numpy as np
@@ -9,10 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sibp_np import METHODS, MLP, SGD, SIBP, Adam, ProxBP, RMSprop, fit, get_method, load_dataset
+from sibp_np import METHODS, MLP, SGD, SIBP, Adam, ProxBP, RMSprop, experiments, fit, get_method, load_dataset
 from sibp_np.checkpoint import CheckpointError, load_checkpoint
 from sibp_np.cli import main
-from sibp_np.datasets import read_cifar10_batch, read_idx, save_h5
+from sibp_np.datasets import read_cifar10_batch, read_idx, save_h5, write_idx
 
 R = np.random.default_rng(0)
 X = R.random((20, 6))
@@ -37,10 +39,59 @@ def cifar_file(tmp, d):
 
 
 def cli(*argv):
-    rc = main(list(argv))
+    """Run the CLI; exit status 2 becomes ``ValueError("cli exit 2: <stderr>")`` (so cases can match the
+    one-line message), and a traceback on stderr fails the case."""
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(list(argv))
+        except SystemExit as exc:  # argparse's own errors
+            rc = exc.code
+    assert "Traceback" not in err.getvalue(), err.getvalue()
     if rc == 2:
-        raise ValueError("cli exit 2")
+        raise ValueError(f"cli exit 2: {err.getvalue()}")
     return rc
+
+
+def h5_data(t, name="d.h5", **arrays):
+    save_h5(t / name, **arrays)
+    return str(t / name)
+
+
+def trained_checkpoint(t, method=None):
+    fit(model(), method or Adam(), X, Y, epochs=2, batch_size=5, verbose=0, checkpoint=t / "c.h5")
+    return t / "c.h5"
+
+
+def edit_checkpoint(t, edit):
+    """A checkpoint changed by ``edit(h5py.File)`` and re-sealed with a valid checksum: the structural
+    checks, not the checksum, must catch it."""
+    import h5py
+
+    from sibp_np.checkpoint import digest
+    path = trained_checkpoint(t)
+    with h5py.File(path, "a") as f:
+        edit(f)
+        f.attrs["sha256"] = digest(f)
+    return path
+
+
+def resume(t, path):
+    return fit(model(), Adam(), X, Y, epochs=3, batch_size=5, verbose=0, resume=path)
+
+
+def big_idx_header(t):
+    return idx_file(t, b"\x00\x00\x08\x03\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x00")
+
+
+def mnist_folder(t, images, labels):
+    folder = t / "mnist"
+    folder.mkdir()
+    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+             "t10k-labels-idx1-ubyte.gz")
+    for name, a in zip(names, (images, labels, images, labels)):
+        write_idx(folder / name, a)
+    return t
 
 
 # (id, callable taking tmp_path, exception, message pattern)
@@ -152,7 +203,163 @@ CASES = [
     ("cli-dataset", lambda t: cli("--dataset", "mnist", "--data-root", str(t)), ValueError, "cli exit 2"),
     ("cli-resume", lambda t: cli("--resume", str(t / "x.h5")), ValueError, "cli exit 2"),
     ("cli-dtype", lambda t: cli("--dtype", "float16"), ValueError, "cli exit 2"),
+    # --- round 2 (issue 13) ---------------------------------------------------------------------
+    # code from data files
+    ("cifar-crafted-pickle", lambda t: read_cifar10_batch(cifar_file(t, {b"data": np.zeros((1, 3072)),
+                                                                          b"labels": [0], b"x": print})),
+     ValueError, "references builtins.print.*refused"),
+    ("cifar-pixels-range", lambda t: read_cifar10_batch(cifar_file(t, {b"data": np.full((1, 3072), 300),
+                                                                       b"labels": [0]})), ValueError,
+     r"pixels must lie in 0..255; found 300..300"),
+    ("cifar-pixels-float", lambda t: read_cifar10_batch(cifar_file(t, {b"data": np.full((1, 3072), 0.5),
+                                                                       b"labels": [0]})), ValueError,
+     "pixels must be whole numbers"),
+    ("cifar-labels-float", lambda t: read_cifar10_batch(cifar_file(
+        t, {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0.5, 1.0]})), ValueError,
+     r"labels must be whole numbers; found non-integral values such as \[0.5\]"),
+    # lost files: an output that is an input or another output is refused before anything runs
+    ("cli-out-is-dataset", lambda t: cli("--dataset", h5_data(t, X_train=X, y_train=Y), "--out",
+                                         str(t / "d.h5")), ValueError,
+     "--out and --dataset are the same file"),
+    ("cli-out-is-checkpoint", lambda t: cli("--checkpoint", str(t / "c.h5"), "--out", str(t / "c.h5")),
+     ValueError, "--out and --checkpoint are the same file"),
+    ("cli-model-is-resume", lambda t: cli("--resume", str(t / "c.h5"), "--save-model", str(t / "c.h5")),
+     ValueError, "--save-model and --resume are the same file"),
+    # corrupt or incomplete checkpoints
+    ("ckpt-state-entry-deleted", lambda t: resume(t, edit_checkpoint(
+        t, lambda f: f["method_state"].pop("m0"))),
+     CheckpointError, r"c\.h5: the method state is incomplete: missing \['m0'\]"),
+    ("ckpt-negative-epoch", lambda t: resume(t, edit_checkpoint(
+        t, lambda f: f.attrs.__setitem__("epoch", -3))),
+     CheckpointError, "epoch -3 and iteration 8 do not agree"),
+    ("ckpt-param-shape", lambda t: resume(t, edit_checkpoint(
+        t, lambda f: (f["model"].pop("W1"), f["model"].create_dataset("W1", data=np.zeros((2, 2)))))),
+     CheckpointError, r"parameter W1 must be a float array of shape \(3, 5\)"),
+    ("ckpt-unsealed-edit", lambda t: resume(t, _unsealed(t)), CheckpointError, "checksum does not match"),
+    ("ckpt-other-architecture", lambda t: fit(MLP([6, 4, 3]), Adam(), X, Y, epochs=3, batch_size=5,
+                                              verbose=0, resume=trained_checkpoint(t)), CheckpointError,
+     "layer_sizes is"),
+    # outputs checked before the first step
+    ("fit-checkpoint-missing-folder", lambda t: fit(model(), SGD(), X, Y, epochs=1, batch_size=5, verbose=0,
+                                                    checkpoint=t / "no" / "c.h5"), ValueError,
+     "folder .* does not exist"),
+    ("fit-checkpoint-is-folder", lambda t: fit(model(), SGD(), X, Y, epochs=1, batch_size=5, verbose=0,
+                                               checkpoint=_folder(t, "c.h5")), ValueError, "is a folder"),
+    ("fit-checkpoint-under-file", lambda t: fit(model(), SGD(), X, Y, epochs=1, batch_size=5, verbose=0,
+                                                checkpoint=_file(t, "plain") / "c.h5"), ValueError,
+     "is not a folder"),
+    ("fit-checkpoint-extension", lambda t: fit(model(), SGD(), X, Y, epochs=1, batch_size=5, verbose=0,
+                                               checkpoint=t / "c.ckpt"), ValueError, r"ending in \.h5"),
+    ("cli-out-missing-folder", lambda t: cli("--out", str(t / "no" / "h.json")), ValueError,
+     "--out=.*does not exist"),
+    ("cli-out-extension", lambda t: cli("--out", str(t / "h.txt")), ValueError, r"--out=.*\.json or \.h5"),
+    ("cli-checkpoint-folder", lambda t: cli("--checkpoint", str(_folder(t, "c.h5"))), ValueError,
+     "--checkpoint=.*is a folder"),
+    ("history-save-extension", lambda t: fit(model(), SGD(), X, Y, epochs=0, batch_size=5,
+                                             verbose=0).save(t / "h.csv"),
+     ValueError, "use a .json or .h5"),
+    ("model-save-missing-folder", lambda t: model().save(t / "no" / "m.h5"), ValueError, "does not exist"),
+    ("table1-out-is-file", lambda t: experiments.table1(out=_file(t, "f")), ValueError, "is a file"),
+    # datasets: pairs, lengths, widths, whole-number labels
+    ("h5-x-without-y", lambda t: load_dataset(h5_data(t, X_train=X, y_train=Y, X_val=X)), ValueError,
+     "X_val and y_val come together"),
+    ("h5-lengths", lambda t: load_dataset(h5_data(t, X_train=X, y_train=Y[:7])), ValueError,
+     r"X_train has 20 rows but y_train has shape \(7,\)"),
+    ("h5-val-width", lambda t: load_dataset(h5_data(t, X_train=X, y_train=Y, X_val=X[:, :4], y_val=Y)),
+     ValueError, "X_val has 4 features but X_train has 6"),
+    ("h5-label-fraction", lambda t: load_dataset(h5_data(t, X_train=X, y_train=Y, X_val=X,
+                                                         y_val=Y + 0.5)), ValueError,
+     "y_val labels must be whole numbers"),
+    ("h5-negative-label", lambda t: load_dataset(h5_data(t, X_train=X, y_train=Y - 1)), ValueError,
+     r"y_train labels must lie in 0..\d+; found -1"),
+    ("idx-corrupt-gzip", lambda t: read_idx(_gz_garbage(t)), ValueError, "truncated or corrupt"),
+    ("idx-dims-overflow", lambda t: read_idx(big_idx_header(t)), ValueError, "truncated or corrupt"),
+    ("idx-not-28x28", lambda t: load_dataset("mnist", root=mnist_folder(
+        t, np.zeros((24, 14, 56), np.uint8), np.zeros(24, np.uint8))), ValueError,
+     r"expected images of shape \(n, 28, 28\), got \(24, 14, 56\)"),
+    ("idx-float-labels", lambda t: load_dataset("mnist", root=mnist_folder(
+        t, np.zeros((24, 28, 28), np.uint8), np.full(24, 1.5, np.float32))), ValueError,
+     "labels must be whole numbers"),
+    ("idx-label-range", lambda t: load_dataset("mnist", root=mnist_folder(
+        t, np.zeros((24, 28, 28), np.uint8), np.full(24, 12, np.uint8))), ValueError,
+     r"labels must lie in 0..9; found 12..12"),
+    # values that would be silently wrong
+    ("evaluate-chunk", lambda t: model().evaluate(X, Y, chunk=-1), ValueError, "chunk must be >= 1"),
+    ("fit-config-override", lambda t: fit(model(), SGD(), X, Y, epochs=1, batch_size=5, verbose=0,
+                                          config={"layer_sizes": [1, 2]}), ValueError,
+     r"config may not set \['layer_sizes'\]"),
+    ("weights-nan", lambda t: model().weights.__setitem__(0, np.full((5, 6), np.nan)), ValueError,
+     r"weights\[0\] contains NaN or inf"),
+    ("weights-complex", lambda t: model().weights.__setitem__(0, np.ones((5, 6), complex)), TypeError,
+     "must hold real numbers"),
+    ("weights-none", lambda t: model().biases.__setitem__(0, None), TypeError,
+     r"biases\[0\] must be an array"),
+    ("weights-float-index", lambda t: model().weights.__setitem__(0.0, np.ones((5, 6))), TypeError,
+     "index must be an integer"),
+    ("sibp-eta-overflows-float32", lambda t: fit(model(), SIBP(eta=1e39), X, Y, epochs=1, batch_size=5,
+                                                 verbose=0), ValueError,
+     "eta=1e.39 becomes inf in the model's float32"),
+    ("adam-eps-underflows-float32", lambda t: fit(model(), Adam(eps=1e-300), X, Y, epochs=1, batch_size=5,
+                                                  verbose=0), ValueError,
+     "eps=1e-300 becomes 0.0 in the model's float32"),
+    # foreign exceptions, now named
+    ("mlp-seed-negative", lambda t: MLP([6, 3], seed=-1), ValueError, "seed must be >= 0, got -1"),
+    ("mlp-seed-float", lambda t: MLP([6, 3], seed=1.5), TypeError, "seed must be None, a non-negative int"),
+    ("fit-seed-string", lambda t: fit(model(), SGD(), X, Y, epochs=1, batch_size=5, verbose=0, seed="0"),
+     TypeError, "seed must be None"),
+    ("sibp-exact-singular", lambda t: SIBP(output_solve="exact", lam=1e-300).step(
+        MLP([6, 5, 3], seed=0, dtype="float64"), SINGULAR, Y), ValueError,
+     "lam=1e-300: the exact output solve"),
+    ("proxbp-exact-singular", lambda t: ProxBP(solve="exact", lam=1e-300).step(
+        MLP([6, 5, 3], seed=0, dtype="float64"), SINGULAR, Y), ValueError, "lam=1e-300: the exact solve"),
+    ("optimizer-other-model", lambda t: _reused(SGD(momentum=0.9)), ValueError,
+     "SGD was used on another model: its state buf0 has shape"),
+    ("proxbp-optimizer-class", lambda t: ProxBP(optimizer=SGD), TypeError,
+     r"an instance such as SGD\(lr=0.1\)"),
+    ("fit-val-names", lambda t: fit(model(), SGD(), X, Y, val=(X[:, :2], Y), epochs=1, batch_size=5,
+                                    verbose=0), ValueError, "X_val has 2 features"),
+    ("fit-val-label-names", lambda t: fit(model(), SGD(), X, Y, val=(X, Y[:3]), epochs=1, batch_size=5,
+                                          verbose=0), ValueError, "y_val has 3 entries for 20 samples"),
+    ("cli-table1-rows", lambda t: cli("table1", "--rows", "6", "--out", str(t / "o")), ValueError,
+     r"rows=\[6\]: row numbers run from 1 to 5"),
+    ("cli-table1-grid", lambda t: cli("table1", "--grid", "abc"), ValueError,
+     "argument --grid: expected comma-separated numbers, got 'abc'"),
+    ("cli-layers-empty-width", lambda t: cli("--layers", "784,,10"), ValueError,
+     "argument --layers: expected comma-separated integers, got '784,,10'"),
+    ("cli-figure-widths", lambda t: cli("figure", "2", "--widths", "a,b"), ValueError,
+     "argument --widths: expected comma-separated integers"),
 ]
+
+SINGULAR = np.repeat(np.random.default_rng(0).normal(size=(20, 1)), 6, axis=1) * 1e8  # rank 1
+
+
+def _folder(t, name):
+    (t / name).mkdir()
+    return t / name
+
+
+def _file(t, name):
+    (t / name).write_text("x")
+    return t / name
+
+
+def _gz_garbage(t):
+    p = t / "g.idx.gz"
+    p.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 6 + b"garbage that is not deflate")
+    return p
+
+
+def _unsealed(t):
+    import h5py
+    path = trained_checkpoint(t)
+    with h5py.File(path, "a") as f:
+        f.attrs["epoch"] = 1
+    return path
+
+
+def _reused(opt):
+    opt.step(model(), X, Y)
+    opt.step(MLP([6, 4, 3]), X, Y)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -165,7 +372,7 @@ def test_bad_input(case, tmp_path, capsys):
 
 
 def test_the_table_is_large():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 127  # 74 before issue 13
 
 
 @pytest.mark.parametrize("make", [np.asfortranarray, lambda a: a.tolist(),

@@ -94,12 +94,13 @@ def test_download_checks_the_checksum(tmp_path, monkeypatch):
 
 def _cifar_batch(path, n, seed, drop=None):
     r = np.random.default_rng(seed)
-    d = {b"batch_label": b"x", b"labels": list(r.integers(0, 10, size=n)),
+    # as in the real files: Python ints for the labels, a uint8 array for the pixels, protocol 2
+    d = {b"batch_label": b"x", b"labels": [int(v) for v in r.integers(0, 10, size=n)],
          b"data": r.integers(0, 256, size=(n, 3072), dtype=np.uint8), b"filenames": [b"f"] * n}
     if drop:
         del d[drop]
     with open(path, "wb") as fh:
-        pickle.dump(d, fh)
+        pickle.dump(d, fh, protocol=2)
 
 
 def test_cifar10_python_pickles(tmp_path):
@@ -153,3 +154,11 @@ def test_unknown_dataset():
         load_dataset("imagenet")
     with pytest.raises(TypeError, match="name must be a dataset name"):
         load_dataset(3)
+
+
+def test_h5_dataset_without_val_or_test_loads(tmp_path):
+    X = np.random.default_rng(0).random((10, 3, 2))  # rows are flattened to 6 features
+    save_h5(tmp_path / "d.h5", X_train=X, y_train=np.arange(10) % 2)
+    d = load_dataset(str(tmp_path / "d.h5"))
+    assert d.X_train.shape == (10, 6) and d.X_val.shape == (0, 6) and d.y_val.shape == (0,)
+    assert d.X_test is None and d.n_classes == 2 and d.task == "classification"

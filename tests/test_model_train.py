@@ -64,7 +64,7 @@ def test_bad_model_arguments():
     (np.ones((4, 6), np.float16), [0, 1, 2, 0], TypeError, "X has dtype float16"),
     (np.ones((4, 6)), [0, 1, 3, 0], ValueError, r"y has labels in \[0, 3\] but the model has 3 classes"),
     (np.ones((4, 6)), [0, -1, 2, 0], ValueError, r"y has labels in \[-1, 2\]"),
-    (np.ones((4, 6)), [0, 1, 2], ValueError, "X and y have different lengths: 4 and 3"),
+    (np.ones((4, 6)), [0, 1, 2], ValueError, r"y has 3 entries for 4 samples \(different lengths: 4 and 3\)"),
     (np.ones((4, 6)), [0.5, 1, 2, 0], TypeError, "y must hold integer class labels"),
     (np.ones((4, 6)), np.eye(3)[[0, 1, 2, 0]], ValueError, "one-hot targets are not accepted"),
     (np.ones((4, 6)), ["a", "b", "c", "a"], TypeError, "y must hold integer class labels"),

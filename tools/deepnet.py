@@ -15,6 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sibp_np import MLP, SIBP, fit, load_dataset
+from sibp_np._io import write_text
 from sibp_np.environment import environment
 
 LAYERS = [784] + [600] * 10 + [10]
@@ -99,8 +100,7 @@ def main(argv=None):
             rows = [ROWS[int(r)] for r in a.rows.split(",")]
             cells = table(data, a.init_std, [float(e) for e in a.etas.split(",")], a.epochs, rows)
             if a.json:
-                with open(a.json, "w") as fh:
-                    json.dump({"environment": environment(), "cells": cells}, fh, indent=1)
+                write_text(a.json, json.dumps({"environment": environment(), "cells": cells}, indent=1))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import sys
 from threadpoolctl import threadpool_limits
 
 from sibp_np import MLP, fit, get_method, load_dataset
+from sibp_np._io import write_text
 
 GRID = (100.0, 10.0, 1.0, 0.1, 0.01)
 RUNS = (("sibp", "eta", {"lam": 1.0}), ("sgd", "lr", {}), ("proxbp", "eta", {"lam": 1.0}))
@@ -36,8 +37,7 @@ def main(argv=None):
                 rows.append({"method": name, param: v, "diverged": h.diverged,
                              "params_sha": digest.hexdigest()[:16], **{k: h[k] for k in COLUMNS}})
                 print(name, v, h.last["train_acc"], h.last["val_acc"], rows[-1]["params_sha"], flush=True)
-    with open(argv[0], "w") as fh:
-        json.dump(rows, fh, indent=1)
+    write_text(argv[0], json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from sibp_np import MLP, SIBP, Adam, fit
+from sibp_np._io import write_text
 from sibp_np.environment import environment
 
 
@@ -51,9 +52,8 @@ def main(argv=None):
             print(f"| {label} | {last['val_r2']:.4f} | {last['val_mse']:.5f} | {last['train_r2']:.4f} "
                   f"| {rows[-1]['seconds']:.1f} |", flush=True)
     if a.json:
-        with open(a.json, "w") as fh:
-            json.dump({"environment": environment(), "samples": a.samples, "epochs": a.epochs,
-                       "rows": rows}, fh, indent=1)
+        write_text(a.json, json.dumps({"environment": environment(), "samples": a.samples,
+                                       "epochs": a.epochs, "rows": rows}, indent=1))
 
 
 if __name__ == "__main__":

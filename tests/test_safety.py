@@ -1,0 +1,114 @@
+"""Data safety: no code runs from a data file, a killed save loses nothing, a corrupted checkpoint is
+refused. Each of these failed before the code that makes it pass (see tools/RESULTS.md)."""
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from sibp_np import MLP, Adam, fit
+from sibp_np.checkpoint import CheckpointError
+from sibp_np.datasets import read_cifar10_batch
+
+
+class _Payload:
+    """Unpickling this creates the file ``marker`` (what a malicious pickle could do instead)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_cifar_pickle_does_not_execute(tmp_path):
+    marker = tmp_path / "pwned"
+    batch = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": _Payload(str(marker))}
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(batch, protocol=2))
+    with pytest.raises(ValueError, match="data_batch_1"):
+        read_cifar10_batch(path)
+    assert not marker.exists()
+
+
+WRITER = r"""
+import sys
+from sibp_np import History
+path = sys.argv[1]
+h = History({"note": "x" * 1000})
+for i in range(200000):
+    h.records.append({"epoch": i, "iterations": i, "train_loss": 0.1 * i, "train_acc": 0.5})
+gen = 0
+while True:  # rewrite the same file again and again until killed
+    gen += 1
+    h.config["generation"] = gen
+    h.save(path)
+    print(gen, flush=True)
+"""
+
+
+def _kill_when_incomplete(proc, path, patience=1.5):
+    """SIGKILL ``proc`` the moment ``path`` looks incomplete (shorter than a whole save), or after
+    ``patience`` seconds if it never does: the worst moment for a writer that is not atomic."""
+    whole = path.stat().st_size
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            if path.stat().st_size < 0.99 * whole:
+                break
+        except FileNotFoundError:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.parametrize("suffix", [".json", ".h5"])
+def test_a_history_save_killed_at_any_moment_leaves_a_whole_file(tmp_path, suffix):
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    path = tmp_path / f"history{suffix}"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, str(script), str(path)], stdout=subprocess.PIPE,
+                                env=env)
+        proc.stdout.readline()  # one save has completed: the file exists and is whole
+        _kill_when_incomplete(proc, path)
+        if suffix == ".json":
+            with open(path) as fh:
+                d = json.load(fh)
+            n = len(d["records"])
+        else:
+            with h5py.File(path, "r") as f:
+                n = len(f["history/epoch"])
+        assert n == 200000
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name not in ("writer.py", path.name)]
+    assert all(name.endswith(".tmp") for name in leftovers)  # only the killed writer's scratch file
+
+
+def _flip_a_byte(path, dataset):
+    with h5py.File(path, "r") as f:
+        offset = f[dataset].id.get_offset()
+        assert offset is not None, "stored compressed or chunked: no single offset"
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 5)
+        b = fh.read(1)
+        fh.seek(offset + 5)
+        fh.write(bytes([b[0] ^ 0x10]))
+
+
+@pytest.mark.parametrize("dataset", ["model/W0", "method_state/m1"])
+def test_a_checkpoint_with_a_flipped_byte_is_refused(tmp_path, dataset):
+    r = np.random.default_rng(0)
+    X, y = r.random((40, 6)), r.integers(0, 3, size=40)
+    fit(MLP([6, 5, 3], seed=0), Adam(), X, y, epochs=2, batch_size=10, verbose=0, seed=0,
+        checkpoint=tmp_path / "c.h5")
+    _flip_a_byte(tmp_path / "c.h5", dataset)
+    with pytest.raises(CheckpointError, match=r"c\.h5.*(checksum|corrupt)"):
+        fit(MLP([6, 5, 3], seed=0), Adam(), X, y, epochs=4, batch_size=10, verbose=0, seed=0,
+            resume=tmp_path / "c.h5")
