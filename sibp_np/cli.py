@@ -214,6 +214,15 @@ def _common(p, epochs):
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+def _executors(p):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="run the sweep's runs on N local processes")
+    g.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="run them on a Dask cluster: a scheduler address (tcp://host:8786) or local:N for "
+                        "N single-threaded local workers (needs sibp_np[dask])")
+
+
 def add_experiment_commands(sub):
     """``table1``, ``merge-table1``, ``eta-grid`` and ``figure``: thin wrappers of
     :mod:`sibp_np.experiments`."""
@@ -230,7 +239,9 @@ def add_experiment_commands(sub):
                    help="multiply the SIBP rows' eta by this (e.g. 0.01 = 1/batch: SIBP's eta is a "
                         "per-sample step, SGD's lr a batch-mean step)")
     p.add_argument("--rows", type=_ints, default=None, help="comma-separated row numbers (1-5); all")
-    p.add_argument("--out", default="table1_out", help="folder for table1.md/.json/.h5")
+    p.add_argument("--out", default="table1_out", help="folder for table1.md/.json/.h5, and runs/ with "
+                   "one file per finished run (a rerun skips those)")
+    _executors(p)
     p.set_defaults(handler=run_table1)
 
     m = sub.add_parser("merge-table1", help="merge Table 1 parts run separately (--rows) into one",
@@ -250,7 +261,8 @@ def add_experiment_commands(sub):
     g.add_argument("--fixed", type=_json_dict, default={},
                    help='other hyperparameters as JSON, e.g. \'{"lam": 1}\'')
     g.add_argument("--layers", type=_ints, default=None, help="default: inputs,500,classes")
-    g.add_argument("--out", default=None, help="folder for eta_grid.md/.json/.h5")
+    g.add_argument("--out", default=None, help="folder for eta_grid.md/.json/.h5 (and runs/)")
+    _executors(g)
     g.set_defaults(handler=run_eta_grid)
 
     f = sub.add_parser("figure", help="analogues of the paper's Figures 2-5 (PNG plots + histories)",
@@ -271,13 +283,15 @@ def add_experiment_commands(sub):
                    help="choose each method's step (SIBP's too; not figure 5's) on a held-out split "
                         "(1 epoch on up to 10,000 training samples, judged on the last 20%% of them)")
     f.add_argument("--out", default=None, help="folder (default figureN_out)")
+    _executors(f)
     f.set_defaults(handler=run_figure)
     return sub
 
 
 def _settings(args):
     return dict(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, dtype=args.dtype,
-                backend=args.backend, data_root=args.data_root, verbose=0 if args.quiet else 1)
+                backend=args.backend, data_root=args.data_root, verbose=0 if args.quiet else 1,
+                jobs=args.jobs, dask=args.dask)
 
 
 def run_table1(args):

@@ -20,6 +20,7 @@ from .environment import environment
 from .history import History, jsonable
 from .methods import get_method
 from .model import MLP
+from .sweep import run_spec, run_sweep
 from .train import fit
 
 GRID = (100.0, 10.0, 1.0, 0.1, 0.01)
@@ -144,7 +145,7 @@ class Table1Result:
 
 def table1(dataset="mnist-5k", *, runs=5, epochs=2, rows=None, grid=None, seed=0, out=None, verbose=1,
            layers=None, batch_size=100, dtype="float32", backend=None, sibp_eta_scale=1.0,
-           data_root=None):
+           data_root=None, jobs=None, dask=None):
     """Reproduce Table 1: train/validation accuracy (mean ± std over ``runs``) of SGD, ProxBP and SIBP
     over the step-size ``grid`` after ``epochs`` epochs.
 
@@ -162,6 +163,10 @@ def table1(dataset="mnist-5k", *, runs=5, epochs=2, rows=None, grid=None, seed=0
         Default ``(n_features, 500, n_classes)``.
     sibp_eta_scale : float
         Multiplies the SIBP rows' eta (e.g. 0.01 = 1/batch: SIBP's eta is a per-sample step).
+    jobs, dask :
+        Run the runs on ``jobs`` local processes or on a Dask cluster (:mod:`sibp_np.sweep`); with
+        ``out``, each finished run is saved in ``out/runs/`` and a rerun skips it. The results are the
+        same, bit for bit, on every executor.
 
     Returns
     -------
@@ -179,19 +184,22 @@ def table1(dataset="mnist-5k", *, runs=5, epochs=2, rows=None, grid=None, seed=0
     data = load_dataset(dataset, root=data_root, dtype=dtype)
     layers = _layers(data, layers)
     t0 = time.perf_counter()
+    chosen = [TABLE1_ROWS[r - 1] for r in picked]
+    specs = [run_spec(dataset=dataset, data_root=data_root, dtype=dtype, layers=layers, method=name,
+                      hyperparameters=_table1_hyper(name, swept, v, fixed, sibp_eta_scale), seed=seed + r,
+                      epochs=epochs, batch_size=batch_size, backend=backend)
+             for _, name, swept, fixed in chosen for v in grid for r in range(runs)]
+    done = iter(run_sweep(specs, out=out, jobs=jobs, dask=dask, verbose=verbose))
     results, histories = [], {}
-    for label, name, swept, fixed in (TABLE1_ROWS[r - 1] for r in picked):
+    for label, name, swept, fixed in chosen:
         row = {"label": label, "method": name, "swept": swept, "fixed": fixed, "cells": []}
         for v in grid:
             cell = {"value": v, "runs": []}
             for r in range(runs):
-                model = MLP(layers, seed=seed + r, dtype=dtype, backend=backend)
-                method = _table1_method(name, swept, v, fixed, sibp_eta_scale)
-                h = fit(model, method, *data.train, val=data.val if len(data.y_val) else None,
-                        epochs=epochs, batch_size=batch_size, seed=seed + r, verbose=0)
+                h = next(done)
                 histories[f"{label}/{v:g}/run{r}"] = h
                 cell["runs"].append({"train_acc": h.last["train_acc"], "val_acc": h.last["val_acc"],
-                                     "diverged": h.diverged, "hyperparameters": method.hyperparameters()})
+                                     "diverged": h.diverged, "hyperparameters": h.config["hyperparameters"]})
             _summarize(cell, runs)
             row["cells"].append(cell)
             _say(verbose, f"  {label} {swept}={v:g}: {_fmt(cell, 'train_acc')} / {_fmt(cell, 'val_acc')}")
@@ -206,7 +214,8 @@ def table1(dataset="mnist-5k", *, runs=5, epochs=2, rows=None, grid=None, seed=0
     return result
 
 
-def _table1_method(name, swept, value, fixed, eta_scale):
+def _table1_hyper(name, swept, value, fixed, eta_scale):
+    """The hyperparameters of one Table 1 cell, checked (a bad one fails before any run)."""
     kw = dict(fixed)
     if swept == "inv_lam":
         kw["lam"] = 1.0 / value
@@ -214,7 +223,7 @@ def _table1_method(name, swept, value, fixed, eta_scale):
         kw[swept] = value
     if name == "sibp":
         kw["eta"] = kw["eta"] * eta_scale
-    return get_method(name, **kw)
+    return get_method(name, **kw).hyperparameters()
 
 
 def _summarize(cell, runs):
@@ -329,11 +338,12 @@ class GridResult:
 
 def eta_grid(method="sibp", dataset="mnist-5k", *, param=None, grid=GRID, fixed=None, epochs=5,
              layers=None, batch_size=100, seed=0, dtype="float32", backend=None, out=None, verbose=1,
-             data_root=None):
+             data_root=None, jobs=None, dask=None):
     """Train ``method`` once per value of ``param`` in ``grid`` (default param: ``eta`` for sibp and
     proxbp, ``lr`` otherwise), every run from the same initial weights and minibatches (``seed``).
 
     ``fixed`` holds the other hyperparameters. Returns a :class:`GridResult`; ``out`` saves it there.
+    ``jobs``/``dask`` run the grid's runs in parallel (:mod:`sibp_np.sweep`), with the same results.
     """
     from .methods import METHODS
     method = check_choice("method", method, tuple(sorted(METHODS)))
@@ -348,12 +358,11 @@ def eta_grid(method="sibp", dataset="mnist-5k", *, param=None, grid=GRID, fixed=
     get_method(method, **{param: grid[0]}, **fixed)  # bad hyperparameters fail before any training
     data = load_dataset(dataset, root=data_root, dtype=dtype)
     layers = _layers(data, layers)
-    val = data.val if len(data.y_val) else None
+    specs = [run_spec(dataset=dataset, data_root=data_root, dtype=dtype, layers=layers, method=method,
+                      hyperparameters=get_method(method, **{param: v}, **fixed).hyperparameters(),
+                      seed=seed, epochs=epochs, batch_size=batch_size, backend=backend) for v in grid]
     rows, histories = [], {}
-    for v in grid:
-        model = MLP(layers, seed=seed, dtype=dtype, backend=backend)
-        h = fit(model, get_method(method, **{param: v}, **fixed), *data.train, val=val, epochs=epochs,
-                batch_size=batch_size, seed=seed, verbose=0)
+    for v, h in zip(grid, run_sweep(specs, out=out, jobs=jobs, dask=dask, verbose=verbose)):
         last = h.last
         histories[v] = h
         rows.append({param: v, "train_acc": last["train_acc"], "val_acc": last["val_acc"],
@@ -409,7 +418,7 @@ class FigureResult:
 
 def figure(number, *, dataset="mnist-5k", widths=None, epochs=3, time_budget=None, eval_every=None,
            train_eval_size=None, batch_size=100, init_std=0.01, seed=0, dtype="float32", backend=None,
-           tune=False, out=None, verbose=1, data_root=None):
+           tune=False, out=None, verbose=1, data_root=None, jobs=None, dask=None):
     """Train the methods of the paper's Figure ``number`` (2, 3, 4 or 5; :data:`FIGURES`).
 
     Parameters
@@ -425,6 +434,9 @@ def figure(number, *, dataset="mnist-5k", widths=None, epochs=3, time_budget=Non
         10,000 training samples, judged on the last 20% of them.
     out : path, optional
         Save the result into this folder (:meth:`FigureResult.save`).
+    jobs, dask :
+        Run the tuning runs in parallel (:mod:`sibp_np.sweep`; saved in ``out/tuning/runs``). The
+        figure's own runs are timed, so they run one after the other here.
 
     Returns
     -------
@@ -446,12 +458,16 @@ def figure(number, *, dataset="mnist-5k", widths=None, epochs=3, time_budget=Non
     if hidden != paper_widths:
         notes.append(f"hidden widths scaled from the paper's {paper_widths} to {hidden}")
     _say(verbose, f"{title}: layers {layers}, {data!r}" + "".join(f"\nnote: {n}" for n in notes))
-    settings = dict(batch_size=batch_size, seed=seed, dtype=dtype, backend=backend, init_std=init_std)
+    tuned = {}
+    if tune:
+        common = dict(dataset=dataset, data_root=data_root, dtype=dtype, layers=layers, init_std=init_std,
+                      seed=seed, batch_size=batch_size, backend=backend)
+        tuned = _tune([r for r in runs if r[3] is not None], data, common, jobs=jobs, dask=dask,
+                      out=None if out is None else Path(out) / "tuning", verbose=verbose)
     histories = {}
-    for label, name, defaults, grid in runs:
-        hyper, tuning = dict(defaults), None
-        if tune and grid is not None:
-            hyper, tuning = _tune(name, defaults, grid, data, layers, **settings)
+    for label, name, defaults, _grid in runs:
+        hyper, tuning = tuned.get(label, (dict(defaults), None))
+        if tuning is not None:
             _say(verbose, f"tuned {label}: {tuning}")
         model = MLP(layers, seed=seed, dtype=dtype, backend=backend, init_std=init_std)
         h = fit(model, get_method(name, **hyper), *data.train, val=data.val if len(data.y_val) else None,
@@ -477,22 +493,25 @@ def figure(number, *, dataset="mnist-5k", widths=None, epochs=3, time_budget=Non
     return result
 
 
-def _tune(name, defaults, grid, data, layers, *, batch_size, seed, dtype, backend, init_std):
-    """Best value of ``grid[0]`` (by held-out accuracy after 1 epoch) on a split of the training set."""
-    key, values = grid
+def _tune(runs, data, common, *, jobs, dask, out, verbose):
+    """For each ``(label, method, defaults, (key, values))``: the value of ``key`` with the best held-out
+    accuracy after 1 epoch on a split of the training set (the first 80% of up to 10,000 samples train,
+    the rest judge). All the tuning runs form one sweep. Returns ``{label: (hyperparameters, tuning)}``."""
     n = min(10000, len(data.y_train))
     cut = int(0.8 * n)
-    Xt, yt = data.X_train[:cut], data.y_train[:cut]
-    Xh, yh = data.X_train[cut:n], data.y_train[cut:n]
+    plan = [(label, name, defaults, key, v) for label, name, defaults, (key, values) in runs for v in values]
+    specs = [run_spec(method=name, hyperparameters=get_method(name, **{**defaults, key: v}).hyperparameters(),
+                      epochs=1, train_rows=[0, cut], val=[cut, n], **common)
+             for label, name, defaults, key, v in plan]
     scores = {}
-    for v in values:
-        model = MLP(layers, seed=seed, dtype=dtype, backend=backend, init_std=init_std)
-        h = fit(model, get_method(name, **{**defaults, key: v}), Xt, yt, val=(Xh, yh), epochs=1,
-                batch_size=batch_size, seed=seed, verbose=0)
-        scores[v] = -1.0 if h.diverged is not None else h.last["val_acc"]
-    best = max(values, key=lambda v: scores[v])
-    return {**defaults, key: best}, {"parameter": key, "scores": {f"{v:g}": scores[v] for v in values},
-                                     "chosen": best}
+    for (label, _, _, _, v), h in zip(plan, run_sweep(specs, out=out, jobs=jobs, dask=dask, verbose=verbose)):
+        scores.setdefault(label, {})[v] = -1.0 if h.diverged is not None else h.last["val_acc"]
+    out_ = {}
+    for label, _, defaults, (key, values) in runs:
+        best = max(values, key=lambda v, s=scores[label]: s[v])
+        out_[label] = ({**defaults, key: best}, {"parameter": key, "chosen": best,
+                                                  "scores": {f"{v:g}": scores[label][v] for v in values}})
+    return out_
 
 
 def _slug(label):

@@ -40,8 +40,9 @@ class Activation:
         R = self.forward(Z + Z.dtype.type(alpha) * P) - T
         return float(xp.vdot(R.ravel(), R.ravel()))
 
-    def curvature(self, backend, Z, P):
-        """``||sigma'(Z) * P||_F^2``: the Gauss-Newton curvature of the data term along P."""
+    def curvature(self, backend, Z, P, work=None):
+        """``||sigma'(Z) * P||_F^2``: the Gauss-Newton curvature of the data term along P (``work``: an
+        optional scratch buffer of Z's shape)."""
         xp = backend.xp
         S = self.deriv(Z) * P
         return float(xp.vdot(S.ravel(), S.ravel()))
@@ -62,7 +63,7 @@ class Identity(Activation):
     def residual(self, backend, Z, T):
         return Z - T
 
-    def curvature(self, backend, Z, P):
+    def curvature(self, backend, Z, P, work=None):
         P = backend.xp.broadcast_to(P, Z.shape)
         return float((P * P).sum())
 
@@ -86,8 +87,8 @@ class ReLU(Activation):
     def residual_sqnorm(self, backend, Z, P, T, alpha, work=None):
         return backend.masked_residual_sqnorm(Z, P, T, alpha, work=work)
 
-    def curvature(self, backend, Z, P):
-        return backend.masked_sqnorm(Z, P)
+    def curvature(self, backend, Z, P, work=None):
+        return backend.masked_sqnorm(Z, P, work=work)
 
 
 class Sigmoid(Activation):

@@ -147,7 +147,9 @@ class SGD(Optimizer):
                 buf *= dt(self.momentum)
                 buf += dt(1 - self.dampening) * g
             g = g + dt(self.momentum) * buf if self.nesterov else buf
-        p -= dt(self.lr) * g
+        step = self._scratch(k, p)  # lr * g without a new array per update
+        array_module(p).multiply(g, dt(self.lr), out=step)
+        p -= step
 
 
 @register("adam")
@@ -213,6 +215,8 @@ class Adam(Optimizer):
 @register("rmsprop")
 class RMSprop(Optimizer):
     """RMSprop, as ``torch.optim.RMSprop`` (``centered=False``).
+
+    Each parameter's step is divided by a running root mean square of its gradients.
 
     Parameters
     ----------

@@ -27,6 +27,24 @@ from ._validation import check_choice, check_int, check_optimizer, check_positiv
 from .methods import Hyperparameter, Method, register
 
 
+def proxbp_form(n_samples, n_in, n_out, cg_steps, solve):
+    """``"dual"`` when a hidden layer's solve costs fewer flops in the row space of ``A_bar``.
+
+    Primal: ``R = eta dz^T A_bar`` (``2 B n_in n_out``), then per CG iteration two products
+    (``4 B n_in n_out``), or for ``solve="exact"`` the Gram matrix and a Cholesky solve
+    (``2 B n_in^2 + n_in^3 / 3 + 2 n_in^2 n_out``). Dual: ``K`` (``2 B^2 n_in``), per CG iteration one
+    ``K C`` (``2 B^2 n_out``) or one ``B x B`` solve, and ``C^T F`` at the end (``2 B n_in n_out``).
+    """
+    B, n = n_samples, n_in + 1
+    if solve == "exact":
+        primal = 2 * B * n * n_out + 2 * B * n * n + n ** 3 / 3 + 2 * n * n * n_out
+        dual = 2 * B * B * n + B ** 3 / 3 + 2 * B * B * n_out + 2 * B * n * n_out
+    else:
+        primal = 2 * B * n * n_out + cg_steps * 4 * B * n * n_out
+        dual = 2 * B * B * n + (cg_steps + 1) * 2 * B * B * n_out + 2 * B * n * n_out
+    return "dual" if dual < primal else "primal"
+
+
 @register("proxbp")
 class ProxBP(Method):
     """ProxBP with the :meth:`step` protocol.
@@ -41,6 +59,11 @@ class ProxBP(Method):
         Linear-CG iterations per hidden layer (``solve="cg"``).
     solve : {"cg", "exact"}
         How the normal equations are solved: ``cg_steps`` of linear CG, or exactly by Cholesky.
+    weight_solver : {"auto", "primal", "dual"}
+        Where a hidden layer's solve runs: on ``A_bar^T A_bar`` ((n_in+1)^2, the primal form) or on
+        ``A_bar A_bar^T`` (n_samples^2, the row-space form; the same CG iterates and the same exact
+        solution, by the Woodbury identity). ``"auto"`` picks the one with fewer flops per layer
+        (:func:`proxbp_form`).
     optimizer : SGD, Adam or RMSprop, optional
         Applies the pseudo-gradients instead of a unit step.
 
@@ -61,10 +84,13 @@ class ProxBP(Method):
     solve = Hyperparameter(check_choice, choices=("cg", "exact"))
     optimizer = Hyperparameter(check_optimizer)
 
-    def __init__(self, eta=1.0, lam=1.0, cg_steps=5, solve="cg", optimizer=None):
+    weight_solver = Hyperparameter(check_choice, choices=("auto", "primal", "dual"))
+
+    def __init__(self, eta=1.0, lam=1.0, cg_steps=5, solve="cg", optimizer=None, weight_solver="auto"):
         super().__init__()
         self.eta, self.lam, self.cg_steps, self.solve, self.optimizer = eta, lam, cg_steps, solve, optimizer
-        self.last_cg_objectives = []
+        self.weight_solver = weight_solver
+        self.last_forms = []
 
     def step(self, model, X, y):
         """One ProxBP iteration on ``(X, y)``; returns the batch-mean loss before it."""
@@ -80,10 +106,15 @@ class ProxBP(Method):
         for i in range(L - 2, -1, -1):
             dz[i] = layers[i][2].backprop(G[i + 1], dz[i + 1] @ layers[i + 1][0])
         pseudo = [None] * (2 * L)
-        self.last_cg_objectives = []
+        self.last_forms = []
         for i in range(L):
+            form = "explicit" if i == L - 1 else self._form(X.shape[0], *layers[i][0].shape[::-1])
+            self.last_forms.append(form)
+            if form == "dual":  # the right-hand side eta dz^T A_bar is never formed
+                pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction_dual(model, F[i], eta * dz[i])
+                continue
             gW, gb = dz[i].T @ F[i], dz[i].sum(axis=0)
-            if i == L - 1:  # explicit output step
+            if form == "explicit":  # the output layer's explicit step
                 pseudo[2 * i], pseudo[2 * i + 1] = eta * gW, eta * gb
             else:
                 pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction(model, F[i], eta * gW, eta * gb)
@@ -94,7 +125,63 @@ class ProxBP(Method):
                 p -= d
         return loss
 
+    def _form(self, n_samples, n_in, n_out):
+        if self.weight_solver != "auto":
+            return self.weight_solver
+        return proxbp_form(n_samples, n_in, n_out, self.cg_steps, self.solve)
+
     # ----------------------------------------------------------------------------------------
+    def _prox_direction_dual(self, model, F, Gc):
+        """The same ``Delta`` in the row space of ``A_bar``: ``Delta = C^T A_bar`` with ``C``
+        (n_samples, n_out), from ``Gc = eta dL/dz`` (the right-hand side is ``Gc^T A_bar``).
+
+        With ``K = A_bar A_bar^T = F F^T + 1`` (n_samples x n_samples), ``P (A_bar^T A_bar + lam I)`` for
+        ``P = C^T A_bar`` is ``(K C + lam C)^T A_bar``, and ``<C_1^T A_bar, C_2^T A_bar>`` row by row is
+        ``sum(C_1 * K C_2, axis=0)``. So CG runs on coefficients with one ``K C`` product per
+        iteration, and the exact solve is ``(K + lam I) C = Gc`` (Woodbury); ``Delta`` is formed once,
+        at the end: ``DW = C^T F``, ``Db = sum(C, axis=0)``.
+        """
+        xp = model.xp
+        dt = Gc.dtype.type
+        lam = dt(self.lam)
+        K = F @ F.T
+        K += dt(1)  # the column of ones in A_bar
+        if self.solve == "exact":
+            KL = K.copy()
+            KL.ravel()[:: K.shape[0] + 1] += lam
+            try:
+                C = model.backend.solve_spd(KL, Gc)
+            except np.linalg.LinAlgError as exc:
+                raise ValueError(f"lam={self.lam}: the exact solve's matrix A A^T + lam I is not "
+                                 f"numerically positive definite in {K.dtype} ({exc}); use a larger lam "
+                                 f"or solve='cg'") from exc
+            C = xp.ascontiguousarray(C.astype(Gc.dtype, copy=False))
+        else:
+            C = self._block_cg_dual(xp, K, Gc, lam)
+        return C.T @ F, C.sum(axis=0)
+
+    def _block_cg_dual(self, xp, K, Gc, lam):
+        """:meth:`_block_cg` on coefficients: the same iterates, one ``K @ C`` per iteration."""
+        dt = Gc.dtype
+        Cx = xp.zeros_like(Gc)
+        Cr = Gc.copy()
+        KCr = K @ Cr
+        Cp, KCp = Cr.copy(), KCr.copy()
+        rr = (Cr * KCr).sum(axis=0)
+        for _ in range(self.cg_steps):
+            Cq = KCp + lam * Cp  # q = p (A^T A + lam I), as coefficients
+            pq = (KCp * KCp).sum(axis=0) + lam * (Cp * KCp).sum(axis=0)
+            alpha = xp.where(pq > 0, rr / xp.where(pq > 0, pq, 1), 0).astype(dt)
+            Cx += alpha * Cp
+            Cr -= alpha * Cq
+            KCr = K @ Cr
+            rr_new = (Cr * KCr).sum(axis=0)
+            beta = xp.where(rr > 0, rr_new / xp.where(rr > 0, rr, 1), 0).astype(dt)
+            Cp = Cr + beta * Cp
+            KCp = KCr + beta * KCp
+            rr = rr_new
+        return Cx
+
     def _prox_direction(self, model, F, RW, Rb):
         """``Delta = [DW Db]`` solving ``Delta (A_bar^T A_bar + lam I) = R`` with ``R = [RW Rb]``."""
         if self.solve == "exact":

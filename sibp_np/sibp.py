@@ -88,7 +88,7 @@ class _ProxLeastSquares:
 
         Exact for a linear layer and, within a fixed ReLU pattern, for ReLU layers.
         """
-        curv = 2.0 * self.act.curvature(self.backend, self.Z, self.P) + self.lam * self.p2
+        curv = 2.0 * self.act.curvature(self.backend, self.Z, self.P, work=self.work) + self.lam * self.p2
         return -dphi0 / curv if curv > 0 and math.isfinite(curv) else 1.0
 
 

@@ -101,3 +101,28 @@ def test_optimizer_receives_the_pseudo_gradient():
 def test_bad_arguments(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
         ProxBP(**kw)
+
+
+@pytest.mark.parametrize("solve,cg_steps", [("cg", 1), ("cg", 3), ("cg", 8), ("exact", 5)])
+def test_row_space_form_gives_the_primal_iterates(solve, cg_steps):
+    """The dual (row-space) form runs the same CG iterates, and the same exact solution (Woodbury)."""
+    from sibp_np import MLP
+    r = np.random.default_rng(7)
+    X, y = r.normal(size=(12, 30)), r.integers(0, 4, size=12)  # batch < n_in: the dual is the cheaper
+    out = {}
+    for form in ("primal", "dual"):
+        model = MLP([30, 20, 15, 4], seed=3, dtype="float64", init_std=0.3)
+        method = ProxBP(eta=0.7, lam=0.3, cg_steps=cg_steps, solve=solve, weight_solver=form)
+        method.step(model, X, y)
+        assert method.last_forms == [form, form, "explicit"]
+        out[form] = model.get_params()
+    for k in out["primal"]:
+        np.testing.assert_allclose(out["dual"][k], out["primal"][k], rtol=1e-10, atol=1e-12)
+
+
+def test_auto_form_picks_the_cheaper_per_layer():
+    from sibp_np.proxbp import proxbp_form
+    assert proxbp_form(100, 784, 500, 5, "cg") == "dual"
+    assert proxbp_form(100, 500, 10, 5, "cg") == "primal"  # tiny n_out: B^2 n_out loses
+    assert proxbp_form(100, 784, 500, 5, "exact") == "dual"
+    assert proxbp_form(5000, 20, 20, 5, "exact") == "primal"

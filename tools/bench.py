@@ -57,6 +57,106 @@ def epoch_seconds(model, method, X, y, order, B):
     return total
 
 
+def numpy_floor_epoch(layers, X, y, order, B, lr=0.1, seed=0):
+    """The floor for our SGD: a bare NumPy loop with the same matrix products (forward, dW, dH, ReLU,
+    softmax cross-entropy), no checks, no engine. Seconds of one epoch."""
+    r = np.random.default_rng(seed)
+    Ws = [r.normal(0, 0.01, (b, a)).astype(X.dtype) for a, b in zip(layers[:-1], layers[1:])]
+    bs = [np.zeros(b, X.dtype) for b in layers[1:]]
+    lr = X.dtype.type(lr)
+    total = 0.0
+    for j in range(0, len(order), B):
+        idx = order[j:j + B]
+        Xb, yb = X[idx], y[idx]
+        t = time.perf_counter()
+        Fs, A = [Xb], Xb
+        for i, (W, b) in enumerate(zip(Ws, bs)):
+            A = A @ W.T + b
+            if i < len(Ws) - 1:
+                A = np.maximum(A, 0)
+            Fs.append(A)
+        P = np.exp(A - A.max(axis=1, keepdims=True))
+        P /= P.sum(axis=1, keepdims=True)
+        P[np.arange(len(yb)), yb] -= 1
+        D = P / X.dtype.type(len(yb))
+        for i in range(len(Ws) - 1, -1, -1):
+            gW, gb = D.T @ Fs[i], D.sum(axis=0)
+            if i > 0:
+                D = (D @ Ws[i]) * (Fs[i] > 0)
+            Ws[i] -= lr * gW
+            bs[i] -= lr * gb
+        total += time.perf_counter() - t
+    return total
+
+
+def torch_version():
+    import torch
+    return torch.__version__
+
+
+def torch_epochs(layers, X, y, order, B):
+    """PyTorch CPU SGD and Adam epoch makers (same data, same minibatches), or {} without torch."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    torch.set_num_threads(1)
+    Xt, yt = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(np.asarray(y, dtype=np.int64))
+    idx = torch.from_numpy(np.asarray(order, dtype=np.int64))
+
+    def make(opt_cls, **kw):
+        torch.manual_seed(0)
+        mods = []
+        for i, (a, b) in enumerate(zip(layers[:-1], layers[1:])):
+            mods.append(torch.nn.Linear(a, b))
+            if i < len(layers) - 2:
+                mods.append(torch.nn.ReLU())
+        net = torch.nn.Sequential(*mods)
+        opt = opt_cls(net.parameters(), **kw)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def epoch():
+            total = 0.0
+            for j in range(0, len(idx), B):
+                rows = idx[j:j + B]
+                Xb, yb = Xt[rows], yt[rows]
+                t = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                loss_fn(net(Xb), yb).backward()
+                opt.step()
+                total += time.perf_counter() - t
+            return total
+        return epoch
+    return {"torch-sgd": make(torch.optim.SGD, lr=0.1), "torch-adam": make(torch.optim.Adam, lr=1e-3)}
+
+
+def time_to_accuracy(a):
+    """Seconds of update steps each method needs to reach ``a.target`` validation accuracy on
+    Fashion-MNIST 784-500-10 (records every 55 steps; evaluation time is not counted)."""
+    from sibp_np import Callback, fit, load_dataset
+
+    class StopAt(Callback):
+        def on_record(self, run, record):
+            if (record["val_acc"] or 0.0) >= a.target:
+                run.stop()
+
+    data = load_dataset("fashion-mnist")
+    runs = (("SIBP eta=1 lam=1", lambda: SIBP(eta=1.0, lam=1.0)), ("Adam lr=1e-3", lambda: Adam(lr=1e-3)),
+            ("SGD lr=0.1", lambda: SGD(lr=0.1)))
+    print(f"time to {a.target} validation accuracy, Fashion-MNIST 784-500-10, batch 100, seed 0, "
+          f"records every 55 steps, at most {a.max_seconds:g} s of steps")
+    print("| method | seconds | epochs | val acc reached |")
+    print("| --- | --- | --- | --- |")
+    with threadpool_limits(a.threads):
+        for label, make in runs:
+            h = fit(MLP([784, 500, 10], seed=0), make(), *data.train, val=data.val, epochs=10 ** 6,
+                    seed=0, verbose=0, eval_every=55, time_budget=a.max_seconds, callbacks=[StopAt()])
+            last = h.last
+            reached = last["val_acc"] >= a.target
+            secs = f"{last['elapsed_seconds']:.1f}" if reached else f"> {a.max_seconds:g}"
+            print(f"| {label} | {secs} | {last['epoch_float']:.2f} | {last['val_acc']:.4f} |", flush=True)
+
+
 MEMORY_SCRIPT = r"""
 import json, resource, sys
 import numpy as np
@@ -116,6 +216,12 @@ def main(argv=None):
     p.add_argument("--dtype", default="float32")
     p.add_argument("--methods", default="sgd,adam,sibp,proxbp")
     p.add_argument("--quick", action="store_true", help="11,000 samples, 1 repeat")
+    p.add_argument("--time-to-accuracy", action="store_true",
+                   help="seconds to --target validation accuracy on Fashion-MNIST (SIBP, Adam, SGD)")
+    p.add_argument("--target", type=float, default=0.86)
+    p.add_argument("--max-seconds", type=float, default=300.0)
+    p.add_argument("--no-compare", dest="compare", action="store_false",
+                   help="leave out the bare-NumPy floor and PyTorch (when importable) epochs")
     p.add_argument("--cpu-threads", type=int, default=1,
                    help="with --backend cupy: BLAS threads of the CPU reference epoch (1)")
     p.add_argument("--memory", action="store_true",
@@ -127,6 +233,8 @@ def main(argv=None):
     print(f"environment: {json.dumps(environment())}")
     if a.memory:
         return memory_report(a)
+    if a.time_to_accuracy:
+        return time_to_accuracy(a)
     if a.quick:
         a.samples, a.repeats = 11000, 1
     layers = [int(v) for v in a.layers.split(",")]
@@ -149,10 +257,20 @@ def main(argv=None):
         blas = [f"{i['internal_api']} {i.get('version')} ({i['num_threads']} thr)" for i in threadpool_info()]
         peak = matmul_peak(be, a.dtype)
         models = {n: MLP(layers, seed=0, dtype=a.dtype, backend=be) for n in names}
+        names = list(names)
         methods = {n: makers[n]() for n in names}
+        extra = {}
+        if be.name == "numpy" and a.compare:
+            Xh, yh, oh = be.to_host(X), be.to_host(y), be.to_host(order)
+            extra["numpy-floor"] = lambda: numpy_floor_epoch(layers, Xh, yh, oh, B)
+            extra.update(torch_epochs(layers, Xh, yh, oh, B))
+        names += list(extra)
         times = {n: [] for n in names}
         for _rep in range(a.repeats):
             for n in names:
+                if n in extra:
+                    times[n].append(extra[n]())
+                    continue
                 if be.name == "cupy":
                     be.fused = n != "sibp-unfused"
                 times[n].append(epoch_seconds(models[n], methods[n], X, y, order, B))
@@ -178,7 +296,7 @@ def main(argv=None):
     print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s ({a.dtype}, 1024^3)")
     print(f"{'method':<13} {'s/epoch':>8} {'x SGD':>6} {'GFLOP/s':>8} {'% peak':>7}  notes")
     for n in names:
-        fl = bp_flops(layers, B) if n in ("sgd", "adam") else None
+        fl = bp_flops(layers, B) if n in ("sgd", "adam", "numpy-floor", "torch-sgd", "torch-adam") else None
         if n in stats:
             fl = stats[n]["flops"]
         rate = fl * steps / med[n] if fl else None
@@ -189,6 +307,13 @@ def main(argv=None):
                     f"rejected {s['rejected']}, W forms {' '.join(s['forms'])}")
         if n == "proxbp":
             note = "flops not counted (CG products vary)"
+        if n == "numpy-floor":
+            note = "bare NumPy loop, same products: our SGD / floor = " + f"{med['sgd'] / med[n]:.3f}" \
+                if "sgd" in med else "bare NumPy loop"
+        if n.startswith("torch-"):
+            ours = "sgd" if n == "torch-sgd" else "adam"
+            note = f"PyTorch {torch_version()} CPU; ours / PyTorch = {med[ours] / med[n]:.3f}" \
+                if ours in med else f"PyTorch {torch_version()}"
         ratio = med[n] / med["sgd"] if "sgd" in med else float("nan")
         gf = f"{rate / 1e9:8.1f}" if rate else f"{'-':>8}"
         pk = f"{100 * rate / peak:6.1f}%" if rate else f"{'-':>7}"

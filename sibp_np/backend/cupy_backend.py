@@ -117,10 +117,10 @@ class CupyBackend(Backend):
         a = z.dtype.type(alpha)
         return float(self._launch("masked_residual_sqnorm", z, p, t, a))
 
-    def masked_sqnorm(self, z, p):
+    def masked_sqnorm(self, z, p, work=None):
         self._check("masked_sqnorm", z=z, p=p)
         if not self._fusable(z, p):
-            return super().masked_sqnorm(z, p)
+            return super().masked_sqnorm(z, p, work=work)
         return float(self._launch("masked_sqnorm", z, p))
 
 
