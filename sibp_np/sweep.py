@@ -163,8 +163,8 @@ class DaskExecutor:
 
     def map_unordered(self, specs):
         from distributed import as_completed
-        futures = {self.client.submit(execute, spec, pure=False): i for i, spec in enumerate(specs)}
         specs = list(specs)
+        futures = {self.client.submit(execute, spec, pure=False): i for i, spec in enumerate(specs)}
         for fut in as_completed(futures):
             yield specs[futures[fut]], fut.result()
 
