@@ -23,6 +23,16 @@ case "${1:-all}" in
     sibp-np figure 4 --dataset fashion-mnist --time-budget 150 --tune --eval-every 55 --train-eval-size 10000 --out $R/figure4
     sibp-np figure 5 --dataset fashion-mnist --widths 2000,500,2000 --time-budget 90 --eval-every 55 --train-eval-size 10000 --out $R/figure5
     ;;
+  figure4-default)  # Figure 4 with SIBP's trust-region default
+    sibp-np figure 4 --dataset fashion-mnist --time-budget 150 --tune --eval-every 55 --train-eval-size 10000 --out $R/figure4_trustregion
+    sibp-np figure 4 --dataset fashion-mnist --time-budget 150 --eval-every 55 --train-eval-size 10000 --init-std 0.05 --out $R/figure4_init005_trustregion
+    ;;
+  perf)
+    python tools/bench.py > $R/perf/bench_784_500_10.txt
+    python tools/bench.py --layers 784,600,600,600,600,600,600,600,600,600,600,10 --samples 5500 --methods sgd,sibp,proxbp --no-compare > $R/perf/bench_deep.txt
+    python tools/bench.py --layers 3072,4000,1000,4000,10 --samples 2000 --repeats 2 --methods sgd,sibp,proxbp --no-compare > $R/perf/bench_wide.txt
+    python tools/bench.py --time-to-accuracy > $R/perf/time_to_accuracy.md
+    ;;
   deepnet)
     D=$R/deepnet
     python tools/deepnet.py analysis --steps 2 > $D/analysis.txt
@@ -31,5 +41,5 @@ case "${1:-all}" in
     sibp-np eta-grid --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' --out $D/fashion_best_cell
     sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_trustregion --quiet
     ;;
-  *) echo "usage: $0 table1-mnist5k|table1-fashion-a|table1-fashion-b|table1-fashion-merge|eta-grids|figures|deepnet"; exit 2 ;;
+  *) echo "usage: $0 table1-mnist5k|table1-fashion-a|table1-fashion-b|table1-fashion-merge|eta-grids|figures|figure4-default|perf|deepnet"; exit 2 ;;
 esac
