@@ -63,6 +63,16 @@ class Identity(Activation):
     def residual(self, backend, Z, T):
         return Z - T
 
+    def residual_sqnorm(self, backend, Z, P, T, alpha, work=None):
+        """``||Z + alpha P - T||_F^2`` in the work buffer: no array allocated per line-search trial."""
+        xp = backend.xp
+        if work is None:
+            work = xp.empty_like(Z)
+        xp.multiply(P, Z.dtype.type(alpha), out=work)
+        work += Z
+        work -= T
+        return float(xp.vdot(work.ravel(), work.ravel()))
+
     def curvature(self, backend, Z, P, work=None):
         P = backend.xp.broadcast_to(P, Z.shape)
         return float((P * P).sum())
