@@ -203,11 +203,12 @@ def run_sweep(specs, *, out=None, jobs=None, dask=None, verbose=1):
             h = _load_result(folder / f"{sid}.h5", spec)
             if h is not None:
                 results[sid] = h
-    todo = [s for sid, s in zip(ids, specs) if sid not in results]
-    todo = list({spec_id(s): s for s in todo}.values())  # a repeated spec runs once
+    distinct = dict(zip(ids, specs))  # a repeated spec (the same run in two cells) runs once
+    todo = [s for sid, s in distinct.items() if sid not in results]
     if verbose:
-        print(f"sweep: {len(specs)} runs, {len(specs) - len(todo)} already done"
-              + (f" (in {folder})" if folder is not None and len(todo) < len(specs) else ""), flush=True)
+        repeats = f" ({len(distinct)} distinct)" if len(distinct) < len(specs) else ""
+        print(f"sweep: {len(specs)} runs{repeats}, {len(distinct) - len(todo)} already done"
+              + (f" (in {folder})" if results else ""), flush=True)
     if todo:
         executor = make_executor(jobs, dask)
         if verbose:
