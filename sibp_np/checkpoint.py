@@ -56,9 +56,10 @@ def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
         f.attrs["sha256"] = digest(f)
 
 
-def digest(f):
+def digest(f, arrays=None):
     """SHA-256 over every attribute and dataset of the open HDF5 file ``f`` (names, types, shapes and
-    bytes), except the ``sha256`` attribute itself."""
+    bytes), except the ``sha256`` attribute itself. ``arrays``, a dict, receives every dataset read
+    (by path), so that a loader reads each array once."""
     import h5py
     h = hashlib.sha256()
     names = []
@@ -72,6 +73,8 @@ def digest(f):
                 h.update(f"attr {name}@{key} {type(value).__name__}\0".encode() + data + b"\0")
         if isinstance(obj, h5py.Dataset):
             a = np.ascontiguousarray(obj[()])
+            if arrays is not None:
+                arrays[name] = a
             h.update(f"data {name} {a.dtype.str} {a.shape}\0".encode() + a.tobytes() + b"\0")
     return h.hexdigest()
 
@@ -102,12 +105,13 @@ def load_checkpoint(path):
             if version != FORMAT_VERSION:
                 raise CheckpointError(f"checkpoint {path} has format version {version}; this sibp_np "
                                       f"({__version__}) reads version {FORMAT_VERSION} (with a checksum)")
-            if f.attrs.get("sha256") != digest(f):
+            arrays = {}
+            if f.attrs.get("sha256") != digest(f, arrays):
                 raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 checksum does not match "
                                       f"its contents (a flipped byte, or an edited entry)")
             out = {
-                "params": {k: f["model"][k][()] for k in f["model"]},
-                "method_state": {k: f["method_state"][k][()] for k in f["method_state"]},
+                "params": {k: arrays[f"model/{k}"] for k in f["model"]},
+                "method_state": {k: arrays[f"method_state/{k}"] for k in f["method_state"]},
                 "rng_state": json.loads(f.attrs["rng_state"]),
                 "epoch": int(f.attrs["epoch"]),
                 "iteration": int(f.attrs["iteration"]),
