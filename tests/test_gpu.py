@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import GPU_REASON, HAS_GPU
 
-from sibp_np import MLP, SGD, SIBP, Adam
+from sibp_np import MLP, SGD, SIBP, Adam, ProxBP, RMSprop
 from sibp_np.backend import Backend, get_backend
 
 pytestmark = pytest.mark.gpu
@@ -100,3 +100,143 @@ def test_twenty_steps_cpu_and_gpu_agree(make):
         assert lg == pytest.approx(lc, rel=1e-8)
     for a, b in zip(cpu.get_params().values(), gpu.get_params().values()):
         np.testing.assert_allclose(b, a, rtol=1e-7, atol=1e-9)
+
+
+# --------------------------------------------------------------------------- what the code gained since
+# every method's form, on the device, against the CPU in float64: the SIBP default (trust region), the plain
+# algorithm, compat="matlab", ProxBP in both weight forms and with the exact solve, and RMSprop
+PARITY = {
+    "rmsprop": lambda: RMSprop(lr=1e-3),
+    "sibp-plain": lambda: SIBP(eta=1.0, lam=1.0, safeguard="none"),
+    "sibp-primal": lambda: SIBP(eta=10.0, lam=1.0, weight_solver="primal"),
+    "sibp-exact-output": lambda: SIBP(eta=1.0, lam=1.0, output_solve="exact"),
+    "sibp-matlab": lambda: SIBP(eta=1.0, lam=2.0, compat="matlab"),
+    "proxbp-dual": lambda: ProxBP(eta=1.0, lam=1.0, weight_solver="dual"),
+    "proxbp-primal": lambda: ProxBP(eta=1.0, lam=1.0, weight_solver="primal"),
+    "proxbp-exact": lambda: ProxBP(eta=1.0, lam=1.0, solve="exact"),
+    "proxbp-adam": lambda: ProxBP(eta=1.0, lam=1.0, optimizer=Adam(lr=1e-3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARITY))
+def test_every_method_form_takes_the_cpu_step_on_the_gpu(name):
+    """Each of twenty steps from the same parameters and method state on both sides.
+
+    Over twenty free-running steps the plain algorithm (and eta = 10) amplifies the backends' different
+    summation orders to ~1e-6 (seen on an H200), as it amplifies any rounding; what must agree is the
+    step map itself, so the GPU starts every step from the CPU's state."""
+    r = np.random.default_rng(0)
+    X = r.random((400, 30))
+    y = r.integers(0, 5, size=400)
+    cpu = MLP([30, 40, 20, 5], seed=3, dtype="float64", backend="numpy", init_std=0.1)
+    gpu = MLP([30, 40, 20, 5], seed=3, dtype="float64", backend="cupy", init_std=0.1)
+    mc, mg = PARITY[name](), PARITY[name]()
+    for k in range(20):
+        gpu.set_params(cpu.get_params())
+        mg.load_state_dict(mc.state_dict(cpu.backend), gpu.backend)
+        idx = slice(20 * k, 20 * (k + 1))
+        lc = mc.step(cpu, X[idx], y[idx])
+        lg = mg.step(gpu, X[idx], y[idx])
+        assert lg == pytest.approx(lc, rel=1e-8), k
+        for key, a in cpu.get_params().items():
+            np.testing.assert_allclose(gpu.get_params()[key], a, rtol=1e-7, atol=1e-9, err_msg=f"{key} {k}")
+
+
+def test_rowwise_and_single_block_reductions_agree(gpu, monkeypatch):
+    cp = gpu.xp
+    r = np.random.default_rng(8)
+    Z, T = (cp.asarray(r.normal(size=(100, 700))) for _ in range(2))
+    d = cp.asarray(r.normal(size=700))[None, :]  # a bias direction, broadcast over the rows
+    got = {}
+    for rowwise_min in (1, 10 ** 9):
+        monkeypatch.setattr(gpu, "ROWWISE_MIN", rowwise_min)
+        got[rowwise_min] = (gpu.masked_residual_sqnorm(Z, d, T, 0.3), gpu.masked_sqnorm(Z, d))
+    assert got[1] == pytest.approx(got[10 ** 9], rel=1e-12)
+
+
+def test_solve_spd_matches_scipy(gpu):
+    r = np.random.default_rng(4)
+    M = r.normal(size=(60, 40))
+    A, B = M.T @ M + 0.5 * np.eye(40), r.normal(size=(40, 7))
+    got = gpu.to_host(gpu.solve_spd(gpu.xp.asarray(A), gpu.xp.asarray(B)))
+    np.testing.assert_allclose(got, get_backend("numpy").solve_spd(A, B), rtol=1e-10, atol=1e-12)
+
+
+def test_solve_spd_refuses_an_indefinite_matrix_as_the_cpu_does(gpu):
+    A = np.diag([1.0, -1.0, 2.0])
+    with pytest.raises(np.linalg.LinAlgError):
+        get_backend("numpy").solve_spd(A, np.ones((3, 1)))
+    with pytest.raises(np.linalg.LinAlgError):
+        gpu.solve_spd(gpu.xp.asarray(A), gpu.xp.ones((3, 1)))
+
+
+def _fit_both(tmp_path, **kw):
+    from sibp_np import fit
+    r = np.random.default_rng(5)
+    X, y = r.random((300, 20)), r.integers(0, 4, size=300)
+    Xv, yv = r.random((90, 20)), r.integers(0, 4, size=90)
+    out = {}
+    for be in ("numpy", "cupy"):
+        model = MLP([20, 30, 4], seed=1, dtype="float64", backend=be, init_std=0.1)
+        out[be] = (model, fit(model, SIBP(eta=1.0), X, y, val=(Xv, yv), epochs=2, batch_size=50, seed=2,
+                              verbose=0, eval_every=3, **kw))
+    return out, Xv
+
+
+def test_fit_with_callbacks_gives_the_cpu_history(tmp_path):
+    out, Xv = _fit_both(tmp_path)
+    (mc, hc), (mg, hg) = out["numpy"], out["cupy"]
+    assert len(hc) == len(hg) > 2
+    keys = ("epoch", "iterations", "train_loss", "train_acc", "val_loss", "val_acc", "batch_loss")
+    assert all(hc.last[k] is not None for k in keys)
+    for rc, rg in zip(hc.records, hg.records):
+        for k in keys:
+            if isinstance(rc.get(k), float):
+                assert rg[k] == pytest.approx(rc[k], rel=1e-8, abs=1e-12), k
+            else:
+                assert rg.get(k) == rc.get(k), k
+    np.testing.assert_array_equal(mg.predict(Xv), mc.predict(Xv))
+    assert isinstance(mg.predict(Xv), np.ndarray) and isinstance(mg.predict_proba(Xv), np.ndarray)
+
+
+def test_a_gpu_model_saves_and_loads_on_either_backend(tmp_path):
+    out, Xv = _fit_both(tmp_path)
+    mg = out["cupy"][0]
+    mg.save(tmp_path / "m.h5")
+    on_cpu = MLP.load(tmp_path / "m.h5", backend="numpy")
+    on_gpu = MLP.load(tmp_path / "m.h5", backend="cupy")
+    for a, b, c in zip(mg.get_params().values(), on_cpu.get_params().values(), on_gpu.get_params().values()):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    np.testing.assert_array_equal(on_cpu.predict(Xv), mg.predict(Xv))
+
+
+def test_checkpoint_resume_on_the_gpu_continues_the_run(tmp_path):
+    from sibp_np import fit
+    r = np.random.default_rng(6)
+    X, y = r.random((200, 12)), r.integers(0, 3, size=200)
+    kw = dict(epochs=2, batch_size=40, seed=3, verbose=0)
+    whole = MLP([12, 16, 3], seed=0, dtype="float64", backend="cupy", init_std=0.1)
+    fit(whole, SIBP(eta=1.0), X, y, **kw)
+    half = MLP([12, 16, 3], seed=0, dtype="float64", backend="cupy", init_std=0.1)
+    fit(half, SIBP(eta=1.0), X, y, **{**kw, "epochs": 1}, checkpoint=tmp_path / "ck.h5")
+    resumed = MLP([12, 16, 3], seed=0, dtype="float64", backend="cupy", init_std=0.1)
+    fit(resumed, SIBP(eta=1.0), X, y, **kw, resume=tmp_path / "ck.h5")
+    for a, b in zip(whole.get_params().values(), resumed.get_params().values()):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-14)
+
+
+def test_sklearn_estimator_under_the_cupy_backend():
+    pytest.importorskip("sklearn")
+    from sibp_np.backend import use_backend
+    from sibp_np.sklearn import MLPClassifier
+    r = np.random.default_rng(7)
+    X, y = r.random((120, 8)), r.integers(0, 3, size=120)
+    preds = {}
+    for be in ("numpy", "cupy"):
+        with use_backend(be):
+            clf = MLPClassifier(hidden_layer_sizes=(10,), epochs=2, dtype="float64", random_state=0,
+                                init_std=0.1).fit(X, y)
+            preds[be] = clf.predict_proba(X)
+    assert isinstance(preds["cupy"], np.ndarray)
+    np.testing.assert_allclose(preds["cupy"], preds["numpy"], rtol=1e-8, atol=1e-10)

@@ -222,8 +222,11 @@ def main(argv=None):
     p.add_argument("--max-seconds", type=float, default=300.0)
     p.add_argument("--no-compare", dest="compare", action="store_false",
                    help="leave out the bare-NumPy floor and PyTorch (when importable) epochs")
-    p.add_argument("--cpu-threads", type=int, default=1,
-                   help="with --backend cupy: BLAS threads of the CPU reference epoch (1)")
+    p.add_argument("--cpu-threads", default="1",
+                   help="with --backend cupy: BLAS threads of the CPU reference epochs, comma-separated (1)")
+    p.add_argument("--cpu-samples", type=int, default=None,
+                   help="with --backend cupy: time the CPU reference on this many samples and scale its "
+                        "seconds per step to the epoch (default: all)")
     p.add_argument("--memory", action="store_true",
                    help="peak memory of fit on 3072-4000-1000-4000-10 with 45,000 random CIFAR-shaped "
                         "float32 samples, batch 100, per method (each in its own subprocess)")
@@ -266,6 +269,11 @@ def main(argv=None):
             extra.update(torch_epochs(layers, Xh, yh, oh, B))
         names += list(extra)
         times = {n: [] for n in names}
+        if be.name == "cupy":  # compile and load every kernel before the clock runs
+            for n in [m for m in names if m not in extra]:
+                be.fused = n != "sibp-unfused"
+                warm = MLP(layers, seed=0, dtype=a.dtype, backend=be)
+                epoch_seconds(warm, makers[n](), X, y, order[:3 * B], B)
         for _rep in range(a.repeats):
             for n in names:
                 if n in extra:
@@ -321,15 +329,55 @@ def main(argv=None):
     if fused_pair:
         print(f"fused line search: sibp-unfused / sibp = {med['sibp-unfused'] / med['sibp']:.2f}")
     if be.name == "cupy":
-        # the same epoch on the host CPU (one run), for the GPU/CPU ratio
-        cpu = get_backend("numpy")
-        Xh, yh, oh = be.to_host(X), be.to_host(y), be.to_host(order)
-        with threadpool_limits(a.cpu_threads):
-            for n in [m for m in ("sgd", "sibp") if m in names]:
-                t = epoch_seconds(MLP(layers, seed=0, dtype=a.dtype, backend=cpu), makers[n](), Xh, yh, oh, B)
-                print(f"CPU ({a.cpu_threads} BLAS thr) {n}: {t:.3f} s/epoch; "
-                      f"GPU/CPU speed-up {t / med[n]:.1f}x")
+        fused_op_report(be, layers, B, a.dtype)
+        cpu_report(a, be, layers, B, X, y, order, makers, med, steps)
     return med
+
+
+def fused_op_report(be, layers, B, dtype, reps=200):
+    """Seconds per call of each line-search op, fused kernel against the unfused reference, on the
+    ``(B, n_out)`` arrays of every layer (what one line-search trial touches)."""
+    from sibp_np.backend import Backend
+    ref = Backend()
+    ref.xp, ref.name = be.xp, "cupy-reference"
+    r = np.random.default_rng(1)
+    print(f"fused line-search ops, {reps} calls each, per call (unfused / fused):")
+    for n_out in sorted(set(layers[1:])):
+        z, p, t = (be.asarray(r.normal(size=(B, n_out)), dtype=dtype) for _ in range(3))
+        work = be.xp.empty_like(z)
+        ops = {"masked_residual_sqnorm": ((z, p, t, 0.5), {"work": work}),
+               "masked_sqnorm": ((z, p), {"work": work}),
+               "masked_residual": ((z, t), {"out": work})}
+        cells = []
+        for op, (args, kw) in ops.items():
+            sec = {}
+            for side, m in (("fused", be), ("unfused", ref), ("fused", be), ("unfused", ref)):
+                call = getattr(m, op)
+                call(*args, **kw)  # warm (compiles on first use)
+                be.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    call(*args, **kw)
+                be.synchronize()
+                sec[side] = min(sec.get(side, float("inf")), (time.perf_counter() - t0) / reps)
+            cells.append(f"{op} {1e6 * sec['unfused']:.1f}/{1e6 * sec['fused']:.1f} us "
+                         f"= {sec['unfused'] / sec['fused']:.2f}x")
+        print(f"  ({B}, {n_out}): " + "; ".join(cells))
+
+
+def cpu_report(a, be, layers, B, X, y, order, makers, med, steps):
+    """The same epoch on the host CPU (one run per thread count), for the GPU/CPU ratio."""
+    cpu = get_backend("numpy")
+    n = a.cpu_samples or a.samples
+    Xh, yh, oh = be.to_host(X), be.to_host(y), be.to_host(order)[:n]
+    cpu_steps = -(-n // B)
+    for threads in [int(v) for v in str(a.cpu_threads).split(",")]:
+        with threadpool_limits(threads):
+            for name in [m for m in ("sgd", "adam", "sibp", "proxbp") if m in med]:
+                t = epoch_seconds(MLP(layers, seed=0, dtype=a.dtype, backend=cpu), makers[name](),
+                                  Xh, yh, oh, B) * steps / cpu_steps
+                print(f"CPU ({threads} BLAS thr, {cpu_steps} steps scaled to {steps}) {name}: "
+                      f"{t:.3f} s/epoch; GPU/CPU speed-up {t / med[name]:.1f}x")
 
 
 if __name__ == "__main__":
