@@ -196,7 +196,7 @@ def test_inactive_trust_region_changes_nothing():
     a = MLP((6, 5, 3), init_std=0.5, seed=3, dtype="float64")
     b = a.copy()
     SIBP(eta=0.05, safeguard="none").step(a, X, y)
-    SIBP(eta=0.05, trust_radius=1e6).step(b, X, y)
+    SIBP(eta=0.05, trust_radius=1e6, prox_metric="weights").step(b, X, y)
     for Wa, Wb in zip(a.params(), b.params()):
         np.testing.assert_array_equal(Wa, Wb)
 
@@ -234,3 +234,33 @@ def test_default_trains_a_deep_net_where_the_plain_algorithm_fails():
     assert plain.diverged is not None or plain.last["train_loss"] > 1e3 * start
     assert safe.diverged is None and safe.last["train_loss"] < 0.05 * start
     assert safe.last["train_acc"] > 0.99
+
+
+def test_prox_metric_defaults_follow_the_safeguard_and_compat():
+    assert SIBP().prox_metric == "output"
+    assert SIBP(safeguard="none").prox_metric == "weights"  # the plain Algorithm 1, as the paper has it
+    assert SIBP(compat="matlab").prox_metric == "weights"
+    assert SIBP(safeguard="none", prox_metric="output").prox_metric == "output"
+    with pytest.raises(ValueError, match=r"compat='matlab'.*prox_metric='weights', got "
+                                         r"prox_metric='output'"):
+        SIBP(compat="matlab", prox_metric="output")
+    with pytest.raises(ValueError, match="prox_metric"):
+        SIBP(prox_metric="outputs")
+
+
+@pytest.mark.parametrize("metric", ["output", "weights"])
+def test_output_metric_makes_the_step_independent_of_the_input_scale(metric):
+    """Inputs c X and first-layer weights W0 / c give the same pre-activations. With the output-space
+    metric the step is then the same in pre-activation space (W0 / c moves to W0_new / c and every other
+    parameter moves identically); with the paper's metric it is not."""
+    r = np.random.default_rng(5)
+    X, y = r.normal(size=(30, 6)), r.integers(0, 3, size=30)
+    c = 8.0
+    a = MLP((6, 5, 4, 3), init_std=0.5, seed=1, dtype="float64")
+    b = a.copy()
+    b.weights[0] = a.weights[0] / c
+    for model, inputs in ((a, X), (b, c * X)):
+        SIBP(eta=0.5, safeguard="none", prox_metric=metric).step(model, inputs, y)
+    same = np.allclose(b.weights[0] * c, a.weights[0], rtol=1e-9, atol=1e-12) and all(
+        np.allclose(pb, pa, rtol=1e-9, atol=1e-12) for pa, pb in zip(a.params()[1:], b.params()[1:]))
+    assert same == (metric == "output")

@@ -145,15 +145,22 @@ def test_sibp_step_every_armijo_step_accepted_stats():
         assert s["f"] <= s["f0"] and s["iterations"] <= 5 and s["trials"] >= s["iterations"]
 
 
-def test_first_order_equivalence_with_backprop():
-    """Small eta, large lam: Delta W_i ~ -(2 eta / lam) B dJ/dW_i (J the batch-mean loss)."""
+@pytest.mark.parametrize("metric", ["weights", "output"])
+def test_first_order_equivalence_with_backprop(metric):
+    """Small eta, large lam: Delta theta ~ -(2 eta / lam_theta) B dJ/dtheta (J the batch-mean loss),
+    with lam_theta = lam (the paper's metric), or lam ||F_i||^2 / n_in for W_i and lam B for b_i."""
     model, X, y = small_problem(n=25)
     grads = model.loss_and_grads(X, y)[1]
+    F = model.forward_cache(model.check_X(X))[1]
     before = [p.copy() for p in model.params()]
     eta, lam = 1e-5, 1e5
-    SIBP(eta=eta, lam=lam).step(model, X, y)
+    SIBP(eta=eta, lam=lam, prox_metric=metric).step(model, X, y)
+    if metric == "weights":
+        lams = [lam] * len(before)
+    else:  # params() is W0, b0, W1, b1, ...
+        lams = [v for Fi in F[:-1] for v in (lam * (Fi ** 2).sum() / Fi.shape[1], lam * len(X))]
     for k, (p0, p1, g) in enumerate(zip(before, model.params(), grads)):
-        d, ref = p1 - p0, -(2 * eta / lam) * len(X) * g
+        d, ref = p1 - p0, -(2 * eta / lams[k]) * len(X) * g
         cos = (d * ref).sum() / np.linalg.norm(d) / np.linalg.norm(ref)
         assert cos > 0.999, (k, cos)
         assert np.linalg.norm(d) / np.linalg.norm(ref) == pytest.approx(1.0, rel=0.01), k
@@ -177,11 +184,13 @@ def test_output_layer_ncg_converges_to_exact_ridge_solution():
     np.testing.assert_allclose(model.biases[0], exact.biases[0], rtol=1e-7, atol=1e-10)
 
 
-def test_worked_example_3_2_2():
+@pytest.mark.parametrize("metric", ["weights", "output"])
+def test_worked_example_3_2_2(metric):
     """Targets and deltas of one step on a 3-2-2 ReLU net, computed here in straight-line NumPy.
 
     The output layer is solved exactly (``output_solve="exact"``) so that its new W and b are known in
-    closed form; the hidden target then follows from eq. (9)."""
+    closed form; the hidden target then follows from eq. (9). With ``prox_metric="output"`` the
+    proximal weights are ``lam ||F||_F^2 / n_in`` for W and ``lam n_samples`` for b."""
     X = np.array([[1.0, 0.5, -0.2], [0.3, -1.0, 0.8]])
     y = np.array([1, 0])
     W0 = np.array([[0.2, -0.1, 0.4], [0.5, 0.3, -0.2]])
@@ -191,19 +200,23 @@ def test_worked_example_3_2_2():
     eta, lam = 0.5, 2.0
     model = MLP([3, 2, 2], dtype="float64", seed=0)
     model.weights[0], model.biases[0], model.weights[1], model.biases[1] = W0, b0, W1, b1
-    m = SIBP(eta=eta, lam=lam, output_solve="exact")
+    m = SIBP(eta=eta, lam=lam, output_solve="exact", prox_metric=metric)
     m.step(model, X, y)
     # by hand
     G1 = X @ W0.T + b0
     F1 = np.maximum(G1, 0)
+    if metric == "weights":
+        lW1, lb1, lW0 = lam, lam, lam
+    else:
+        lW1, lb1, lW0 = lam * (F1 ** 2).sum() / 2, lam * 2, lam * (X ** 2).sum() / 3
     F2 = F1 @ W1.T + b1
     Y = np.eye(2)[y]
     P = np.exp(F2) / np.exp(F2).sum(1, keepdims=True)
     delta2 = P - Y                      # eq. (6), per sample
     T2 = F2 - eta * delta2
     # output W: min ||F1 W^T + b1 - T2||^2 + lam/2 ||W - W1||^2
-    W1new = np.linalg.solve(2 * F1.T @ F1 + lam * np.eye(2), 2 * F1.T @ (T2 - b1) + lam * W1.T).T
-    b1new = (2 * (T2 - F1 @ W1new.T).sum(0) + lam * b1) / (2 * 2 + lam)
+    W1new = np.linalg.solve(2 * F1.T @ F1 + lW1 * np.eye(2), 2 * F1.T @ (T2 - b1) + lW1 * W1.T).T
+    b1new = (2 * (T2 - F1 @ W1new.T).sum(0) + lb1 * b1) / (2 * 2 + lb1)
     delta1 = delta2 @ W1new             # eq. (9), identity output: no mask
     T1 = F1 - eta * delta1
     np.testing.assert_allclose(m.last_targets[2], T2, rtol=1e-12)
@@ -212,7 +225,7 @@ def test_worked_example_3_2_2():
     np.testing.assert_allclose(m.last_targets[1], T1, rtol=1e-10)
     # and the hidden layer's W moved towards T1 (its subproblem objective decreased)
     def f(W):
-        return ((np.maximum(X @ W.T + b0, 0) - T1) ** 2).sum() + lam / 2 * ((W - W0) ** 2).sum()
+        return ((np.maximum(X @ W.T + b0, 0) - T1) ** 2).sum() + lW0 / 2 * ((W - W0) ** 2).sum()
     assert f(model.weights[0]) < f(W0)
 
 

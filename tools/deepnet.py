@@ -3,6 +3,8 @@ of the safeguard against the authors' solver.
 
     python tools/deepnet.py analysis                 # per-layer figures of the first steps at eta = 1
     python tools/deepnet.py table --init-std 0.05    # eta in {0.1, 1, 10}: default lam=1, lam=2, matlab
+    python tools/deepnet.py growth --eta 10          # activations over 2 epochs: trust region alone
+                                                     # against the default (output-space prox)
 
 Data: the embedded mnist-5k (4,000 train / 1,000 val), batch 100, 2 epochs, float32, seed 0, 1 BLAS
 thread. Every run of a table starts from the same initial weights and sees the same minibatches.
@@ -21,16 +23,23 @@ from sibp_np.environment import environment
 LAYERS = [784] + [600] * 10 + [10]
 ROWS = (("default, lam=1", {"lam": 1.0}), ("default, lam=2", {"lam": 2.0}),
         ("compat='matlab', lam=2", {"lam": 2.0, "compat": "matlab"}),
-        ("safeguard='none', lam=1", {"lam": 1.0, "safeguard": "none"}))
+        ("safeguard='none', lam=1", {"lam": 1.0, "safeguard": "none"}),
+        ("trust region alone (prox_metric='weights'), lam=1",
+         {"lam": 1.0, "safeguard": "trust-region", "prox_metric": "weights"}),
+        ("output-space prox alone (safeguard='none', prox_metric='output'), lam=1",
+         {"lam": 1.0, "safeguard": "none", "prox_metric": "output"}))
+CONFIGS = (("plain Algorithm 1", {"safeguard": "none"}),
+           ("trust region alone", {"safeguard": "trust-region", "prox_metric": "weights"}),
+           ("default (trust region + output-space prox)", {}))
 
 
-def analysis(data, init_std, eta, steps, safeguard):
+def analysis(data, init_std, eta, steps, label, kw):
     """Per step and layer: ||W^{k+1} - W^k||_F / ||W^k||_2, the gain ||W^{k+1}||_2 / ||W^k||_2, the
     error's size ||delta_i|| = ||F_i - T_i|| / eta, and the batch loss before and after the step."""
     X, y = data.train
     model = MLP(LAYERS, init_std=init_std, seed=0)
-    method = SIBP(eta=eta, lam=1.0, safeguard=safeguard, record_stats=True)
-    print(f"\n## safeguard={safeguard!r}, eta={eta}, lam=1, init N(0, {init_std}^2)")
+    method = SIBP(eta=eta, lam=1.0, record_stats=True, **kw)
+    print(f"\n## {label}: {method!r}, init N(0, {init_std}^2)")
     for k in range(steps):
         Xb, yb = X[100 * k:100 * (k + 1)], y[100 * k:100 * (k + 1)]
         old = [W.copy() for W in model.weights]
@@ -51,6 +60,33 @@ def analysis(data, init_std, eta, steps, safeguard):
                 dnorm = np.linalg.norm(F[i + 1] - T[i + 1]) / eta
             print(f"  {i:5d}  {dW / s_old:16.3g}  {s_new / s_old:10.3g}  {dnorm:14.3g}  "
                   f"{stats[(i, 'W')]['message']}")
+
+
+def growth(data, init_std, eta, epochs, every=10):
+    """Every ``every`` steps: the minibatch loss before the step, the accuracy on the first 1,000
+    training samples, and the RMS activation of every layer's output (bottom first) on the minibatch."""
+    X, y = data.train
+    for label, kw in CONFIGS[1:]:
+        model = MLP(LAYERS, init_std=init_std, seed=0)
+        method = SIBP(eta=eta, lam=1.0, **kw)
+        print(f"\n## {label}: {method!r}, init N(0, {init_std}^2)")
+        print("| step | batch loss | acc (first 1,000) | RMS activation per layer, bottom first |")
+        print("|---|---|---|---|")
+        rng = np.random.default_rng(0)
+        k = 0
+        for _ in range(epochs):
+            order = rng.permutation(len(X))
+            for j in range(0, len(X), 100):
+                Xb, yb = X[order[j:j + 100]], y[order[j:j + 100]]
+                with np.errstate(all="ignore"):
+                    if k % every == 0:
+                        F = model.forward_cache(Xb)[1]
+                        rms = " ".join(f"{np.sqrt(np.mean(Fi.astype(np.float64) ** 2)):.3g}" for Fi in F[1:])
+                    loss = method.step(model, Xb, yb)
+                    if k % every == 0:
+                        acc = float(np.mean(model.predict(X[:1000]) == y[:1000]))
+                        print(f"| {k} | {loss:.4g} | {acc:.3f} | {rms} |", flush=True)
+                k += 1
 
 
 def table(data, init_std, etas, epochs, rows):
@@ -80,22 +116,25 @@ def table(data, init_std, etas, epochs, rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("analysis", "table"))
+    p.add_argument("what", choices=("analysis", "table", "growth"))
     p.add_argument("--init-std", type=float, default=0.05)
     p.add_argument("--eta", type=float, default=1.0, help="analysis: the step")
     p.add_argument("--steps", type=int, default=2, help="analysis: steps shown")
     p.add_argument("--etas", default="0.1,1,10", help="table: the steps")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rows", default="0,1,2", help="table: rows by index (0 default lam=1, 1 default "
-                   "lam=2, 2 compat='matlab' lam=2, 3 safeguard='none' lam=1)")
+                   "lam=2, 2 compat='matlab' lam=2, 3 safeguard='none' lam=1, 4 trust region alone "
+                   "lam=1, 5 output-space prox alone lam=1)")
     p.add_argument("--json", default=None, help="table: also write the cells to this JSON file")
     a = p.parse_args(argv)
     print(f"environment: {json.dumps(environment())}")
     data = load_dataset("mnist-5k")
     with threadpool_limits(1):
         if a.what == "analysis":
-            for safeguard in ("none", "trust-region"):
-                analysis(data, a.init_std, a.eta, a.steps, safeguard)
+            for label, kw in CONFIGS:
+                analysis(data, a.init_std, a.eta, a.steps, label, kw)
+        elif a.what == "growth":
+            growth(data, a.init_std, a.eta, a.epochs)
         else:
             rows = [ROWS[int(r)] for r in a.rows.split(",")]
             cells = table(data, a.init_std, [float(e) for e in a.etas.split(",")], a.epochs, rows)

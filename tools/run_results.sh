@@ -41,5 +41,17 @@ case "${1:-all}" in
     sibp-np eta-grid --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' --out $D/fashion_best_cell
     sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_trustregion --quiet
     ;;
-  *) echo "usage: $0 table1-mnist5k|table1-fashion-a|table1-fashion-b|table1-fashion-merge|eta-grids|figures|figure4-default|perf|deepnet"; exit 2 ;;
+  output-prox)  # SIBP's default with the output-space proximal term (prox_metric="output")
+    D=$R/deepnet_output_prox
+    python tools/deepnet.py table --init-std 0.05 --rows 0,1,2,3,4,5 --json $D/table_init005.json > $D/table_init005.md
+    python tools/deepnet.py table --init-std 0.01 --rows 0,1,2,4 --json $D/table_init001.json > $D/table_init001.md
+    python tools/deepnet.py growth --eta 10 > $D/growth_eta10.md
+    sibp-np eta-grid --dataset mnist-5k --epochs 5 --method sibp --fixed '{"lam": 1}' --out $D/eta_grid_mnist5k_sibp --quiet
+    sibp-np eta-grid --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' --out $D/fashion_best_cell --quiet
+    sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_outputprox --quiet
+    sibp-np table1 --dataset fashion-mnist --runs 5 --epochs 2 --rows 4,5 --out $R/table1_fashion_sibp_outputprox --quiet
+    sibp-np figure 4 --dataset fashion-mnist --time-budget 150 --tune --eval-every 55 --train-eval-size 10000 --out $R/figure4_outputprox
+    sibp-np figure 4 --dataset fashion-mnist --time-budget 150 --eval-every 55 --train-eval-size 10000 --init-std 0.05 --out $R/figure4_init005_outputprox
+    ;;
+  *) echo "usage: $0 table1-mnist5k|table1-fashion-a|table1-fashion-b|table1-fashion-merge|eta-grids|figures|figure4-default|perf|deepnet|output-prox"; exit 2 ;;
 esac
