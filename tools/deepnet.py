@@ -24,12 +24,15 @@ LAYERS = [784] + [600] * 10 + [10]
 ROWS = (("default, lam=1", {"lam": 1.0}), ("default, lam=2", {"lam": 2.0}),
         ("compat='matlab', lam=2", {"lam": 2.0, "compat": "matlab"}),
         ("safeguard='none', lam=1", {"lam": 1.0, "safeguard": "none"}),
-        ("trust region alone (prox_metric='weights'), lam=1",
-         {"lam": 1.0, "safeguard": "trust-region", "prox_metric": "weights"}),
+        ("trust region alone (the previous default: prox_metric='weights', trust_radius=2), lam=1",
+         {"lam": 1.0, "safeguard": "trust-region", "prox_metric": "weights", "trust_radius": 2.0}),
         ("output-space prox alone (safeguard='none', prox_metric='output'), lam=1",
-         {"lam": 1.0, "safeguard": "none", "prox_metric": "output"}))
+         {"lam": 1.0, "safeguard": "none", "prox_metric": "output"}),
+        ("trust region alone, trust_radius=4 (prox_metric='weights'), lam=1",
+         {"lam": 1.0, "safeguard": "trust-region", "prox_metric": "weights", "trust_radius": 4.0}))
 CONFIGS = (("plain Algorithm 1", {"safeguard": "none"}),
-           ("trust region alone", {"safeguard": "trust-region", "prox_metric": "weights"}),
+           ("trust region alone (the previous default)",
+            {"safeguard": "trust-region", "prox_metric": "weights", "trust_radius": 2.0}),
            ("default (trust region + output-space prox)", {}))
 
 
@@ -123,8 +126,8 @@ def main(argv=None):
     p.add_argument("--etas", default="0.1,1,10", help="table: the steps")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--rows", default="0,1,2", help="table: rows by index (0 default lam=1, 1 default "
-                   "lam=2, 2 compat='matlab' lam=2, 3 safeguard='none' lam=1, 4 trust region alone "
-                   "lam=1, 5 output-space prox alone lam=1)")
+                   "lam=2, 2 compat='matlab' lam=2, 3 safeguard='none' lam=1, 4 the previous default "
+                   "lam=1, 5 output-space prox alone lam=1, 6 trust region alone with radius 4)")
     p.add_argument("--json", default=None, help="table: also write the cells to this JSON file")
     a = p.parse_args(argv)
     print(f"environment: {json.dumps(environment())}")
