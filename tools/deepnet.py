@@ -5,6 +5,7 @@ of the safeguard against the authors' solver.
     python tools/deepnet.py table --init-std 0.05    # eta in {0.1, 1, 10}: default lam=1, lam=2, matlab
     python tools/deepnet.py growth --eta 10          # activations over 2 epochs: trust region alone
                                                      # against the default (output-space prox)
+    python tools/deepnet.py seeds --eta 10 --seeds 8 # the default and the previous one on 8 seeds
 
 Data: the embedded mnist-5k (4,000 train / 1,000 val), batch 100, 2 epochs, float32, seed 0, 1 BLAS
 thread. Every run of a table starts from the same initial weights and sees the same minibatches.
@@ -92,6 +93,23 @@ def growth(data, init_std, eta, epochs, every=10):
                 k += 1
 
 
+def seeds(data, init_std, eta, epochs, n_seeds):
+    """The default and the previous default (trust region alone) at ``eta``, lam=1, over seeds: each
+    seed draws both the initial weights and the minibatch order."""
+    print(f"\n## 784-600x10-10, init N(0, {init_std}^2), eta={eta}, lam=1, {epochs} epochs: train / val")
+    print("| seed | default | previous default (trust region alone, radius 2) |")
+    print("|---|---|---|")
+    for seed in range(n_seeds):
+        cells = []
+        for kw in ({}, CONFIGS[1][1]):
+            model = MLP(LAYERS, init_std=init_std, seed=seed)
+            with np.errstate(all="ignore"):
+                h = fit(model, SIBP(eta=eta, lam=1.0, **kw), *data.train, val=data.val, epochs=epochs,
+                        batch_size=100, seed=seed, verbose=0)
+            cells.append(f"{h.last['train_acc']:.4f} / {h.last['val_acc']:.4f}")
+        print(f"| {seed} | " + " | ".join(cells) + " |", flush=True)
+
+
 def table(data, init_std, etas, epochs, rows):
     out = []
     print(f"\n## 784-600x10-10, init N(0, {init_std}^2), mnist-5k, {epochs} epochs, batch 100")
@@ -119,7 +137,8 @@ def table(data, init_std, etas, epochs, rows):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("analysis", "table", "growth"))
+    p.add_argument("what", choices=("analysis", "table", "growth", "seeds"))
+    p.add_argument("--seeds", type=int, default=8, help="seeds: how many (0, 1, ...)")
     p.add_argument("--init-std", type=float, default=0.05)
     p.add_argument("--eta", type=float, default=1.0, help="analysis: the step")
     p.add_argument("--steps", type=int, default=2, help="analysis: steps shown")
@@ -138,6 +157,8 @@ def main(argv=None):
                 analysis(data, a.init_std, a.eta, a.steps, label, kw)
         elif a.what == "growth":
             growth(data, a.init_std, a.eta, a.epochs)
+        elif a.what == "seeds":
+            seeds(data, a.init_std, a.eta, a.epochs, a.seeds)
         else:
             rows = [ROWS[int(r)] for r in a.rows.split(",")]
             cells = table(data, a.init_std, [float(e) for e in a.etas.split(",")], a.epochs, rows)

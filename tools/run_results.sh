@@ -41,11 +41,14 @@ case "${1:-all}" in
     sibp-np eta-grid --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' --out $D/fashion_best_cell
     sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_trustregion --quiet
     ;;
-  output-prox)  # SIBP's default with the output-space proximal term (prox_metric="output")
+  output-prox)  # SIBP's default: output-space proximal term (prox_metric="output"), trust_radius 4
     D=$R/deepnet_output_prox
-    python tools/deepnet.py table --init-std 0.05 --rows 0,1,2,3,4,5 --json $D/table_init005.json > $D/table_init005.md
+    python tools/deepnet.py table --init-std 0.05 --rows 0,1,2,3,4,5,6 --json $D/table_init005.json > $D/table_init005.md
     python tools/deepnet.py table --init-std 0.01 --rows 0,1,2,4 --json $D/table_init001.json > $D/table_init001.md
     python tools/deepnet.py growth --eta 10 > $D/growth_eta10.md
+    python tools/deepnet.py seeds --eta 10 --seeds 8 > $D/seeds_eta10.md
+    python tools/deepnet.py analysis --steps 2 > $D/analysis.txt
+    python tools/bench.py --methods sgd,sibp,sibp-weights --no-compare --samples 11000 --repeats 5 > $D/bench_cost.txt
     sibp-np eta-grid --dataset mnist-5k --epochs 5 --method sibp --fixed '{"lam": 1}' --out $D/eta_grid_mnist5k_sibp --quiet
     sibp-np eta-grid --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' --out $D/fashion_best_cell --quiet
     sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_outputprox --quiet
