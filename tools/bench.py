@@ -250,7 +250,8 @@ def main(argv=None):
     makers = {"sgd": lambda: SGD(lr=0.1), "adam": lambda: Adam(lr=1e-3),
               "sibp": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5),
               "sibp-primal": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5, weight_solver="primal"),
-              "sibp-weights": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5, prox_metric="weights"),
+              "sibp-previous": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5, prox_metric="weights",
+                                            trust_radius=2.0),  # the default before the output metric
               "proxbp": lambda: ProxBP(eta=1.0, lam=1.0, cg_steps=5)}
     names = a.methods.split(",")
     fused_pair = be.name == "cupy" and "sibp" in names

@@ -48,7 +48,7 @@ case "${1:-all}" in
     python tools/deepnet.py growth --eta 10 > $D/growth_eta10.md
     python tools/deepnet.py seeds --eta 10 --seeds 8 > $D/seeds_eta10.md
     python tools/deepnet.py analysis --steps 2 > $D/analysis.txt
-    python tools/bench.py --methods sgd,sibp,sibp-weights --no-compare --samples 11000 --repeats 5 > $D/bench_cost.txt
+    python tools/bench.py --methods sgd,sibp,sibp-previous --no-compare --samples 11000 --repeats 5 > $D/bench_cost.txt
     sibp-np eta-grid --dataset mnist-5k --epochs 5 --method sibp --fixed '{"lam": 1}' --out $D/eta_grid_mnist5k_sibp --quiet
     sibp-np eta-grid --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' --out $D/fashion_best_cell --quiet
     sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_outputprox --quiet
