@@ -108,6 +108,7 @@ def test_twenty_steps_cpu_and_gpu_agree(make):
 PARITY = {
     "rmsprop": lambda: RMSprop(lr=1e-3),
     "sibp-plain": lambda: SIBP(eta=1.0, lam=1.0, safeguard="none"),
+    "sibp-weights-metric": lambda: SIBP(eta=10.0, lam=1.0, prox_metric="weights", trust_radius=2.0),
     "sibp-primal": lambda: SIBP(eta=10.0, lam=1.0, weight_solver="primal"),
     "sibp-exact-output": lambda: SIBP(eta=1.0, lam=1.0, output_solve="exact"),
     "sibp-matlab": lambda: SIBP(eta=1.0, lam=2.0, compat="matlab"),
