@@ -51,8 +51,8 @@ case "${1:-all}" in
     python tools/bench.py --methods sgd,sibp,sibp-previous --no-compare --samples 11000 --repeats 5 > $D/bench_cost.txt
     sibp-np eta-grid --dataset mnist-5k --epochs 5 --method sibp --fixed '{"lam": 1}' --out $D/eta_grid_mnist5k_sibp --quiet
     sibp-np eta-grid --dataset fashion-mnist --epochs 2 --method sibp --grid 1,10 --fixed '{"lam": 1}' --out $D/fashion_best_cell --quiet
-    sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_outputprox --quiet
-    sibp-np table1 --dataset fashion-mnist --runs 5 --epochs 2 --rows 4,5 --out $R/table1_fashion_sibp_outputprox --quiet
+    sibp-np table1 --dataset mnist-5k --runs 5 --epochs 2 --rows 4,5 --out $R/table1_mnist5k_sibp_outputprox --quiet --jobs 2
+    sibp-np table1 --dataset fashion-mnist --runs 5 --epochs 2 --rows 4,5 --out $R/table1_fashion_sibp_outputprox --quiet --jobs 2
     sibp-np figure 4 --dataset fashion-mnist --time-budget 150 --tune --eval-every 55 --train-eval-size 10000 --out $R/figure4_outputprox
     sibp-np figure 4 --dataset fashion-mnist --time-budget 150 --eval-every 55 --train-eval-size 10000 --init-std 0.05 --out $R/figure4_init005_outputprox
     ;;
