@@ -282,9 +282,10 @@ class SIBP(Method):
         (``tools/RESULTS.md``).
     prox_metric : {"output", "weights"}, optional
         How the proximal term of (7) measures a change. ``"weights"`` is the paper's
-        ``(lam/2) ||W - W^k||_F^2``. ``"output"`` (the default) scales it by ``||F_i||_F^2 / n_in``,
-        and the bias term by ``n_samples``. That is the expected change of the layer's
-        pre-activations over the minibatch, ``(lam/2) ||(W - W^k) F_i^T||_F^2`` (see Notes). The
+        ``(lam/2) ||W - W^k||_F^2``. ``"output"`` (the default) scales it by
+        ``max(||F_i||_F^2 / n_in, 1)``, and the bias term by ``n_samples``. That is the expected
+        change of the layer's pre-activations over the minibatch, ``(lam/2) ||(W - W^k) F_i^T||_F^2``,
+        and never less than the paper's term (see Notes). The
         default is ``"weights"`` with ``safeguard="none"`` or ``compat="matlab"``. The latter allows
         no other value.
     compat : {None, "matlab"}
@@ -330,14 +331,16 @@ class SIBP(Method):
     grows fits its targets more and more exactly, which is the feedback described above. The default
     measures the change where the data term lives, and replaces ``lam`` in (7) by
 
-    * ``lam_W = lam ||F_i||_F^2 / n_in`` for ``W_i``. For a change ``W - W^k`` with no preferred
-      direction, ``E ||(W - W^k) F_i^T||_F^2 = ||W - W^k||_F^2 ||F_i||_F^2 / n_in``;
+    * ``lam_W = lam max(||F_i||_F^2 / n_in, 1)`` for ``W_i``. For a change ``W - W^k`` with no
+      preferred direction, ``E ||(W - W^k) F_i^T||_F^2 = ||W - W^k||_F^2 ||F_i||_F^2 / n_in``. The
+      floor keeps the term at least the paper's: a layer whose inputs are tiny (small initial weights)
+      would otherwise get almost no proximal term, and its weights could jump far in one step;
     * ``lam_b = lam n_samples`` for ``b_i``, since ``b - b^k`` moves each of the ``n_samples`` rows of
       ``Z`` by itself.
 
     For a linear layer whose input has isotropic rows, the solve then moves the pre-activations by
     the fraction ``2 / (2 + lam)`` of the way to the targets. That fraction is the same for every
-    layer, every input scale and every batch size. (With ``"weights"`` the fraction is
+    layer, every input scale (above the floor) and every batch size. (With ``"weights"`` the fraction is
     ``2 s / (2 s + lam)``, with ``s`` the input's squared scale, and tends to 1: an exact fit.) On
     784-600x10-10 at ``eta = 10`` this is what lets the default train. The trust region alone holds
     each step's growth, but the activations still grow step after step (``tools/RESULTS.md``).
@@ -345,8 +348,7 @@ class SIBP(Method):
     still compounds within a step (the net collapses at ``eta = 1``). Without the output-space term,
     the activations grow over the steps, and ``eta = 10`` trains on some seeds only. With the
     output-space term the trust region can be looser (``trust_radius=4``). The scale costs one
-    reduction over ``F_i`` per layer and step. When ``F_i`` is all zero (a dead layer), ``lam`` is
-    left unscaled.
+    reduction over ``F_i`` per layer and step.
 
     **Where the default differs from the authors' MATLAB code** (``sibp_inner.m``, ``FR3.m``,
     ``FR4.m``; ``compat="matlab"`` reproduces theirs):
@@ -476,13 +478,13 @@ class SIBP(Method):
 
     def _prox_weights(self, xp, F):
         """``(lam_W, lam_b)``, the proximal weights of (7) for the layer with input ``F``: ``lam`` for
-        both with ``prox_metric="weights"``; ``lam ||F||_F^2 / n_in`` and ``lam n_samples`` with
-        ``"output"`` (see the Notes of :class:`SIBP`)."""
+        both with ``prox_metric="weights"``; ``lam max(||F||_F^2 / n_in, 1)`` and ``lam n_samples``
+        with ``"output"`` (see the Notes of :class:`SIBP`)."""
         if self.prox_metric == "weights":
             return self.lam, self.lam
         n, n_in = F.shape
         scale = float(xp.vdot(F.ravel(), F.ravel())) / n_in
-        return (self.lam * scale if scale > 0 else self.lam), self.lam * n
+        return self.lam * max(scale, 1.0), self.lam * n
 
     def _spectral_norm(self, xp, W, i):
         """``||W||_2`` by power iteration on ``W^T W`` (an estimate from below), warm-started from the

@@ -276,3 +276,18 @@ def test_default_trains_the_papers_deep_net_at_eta_10():
         h = fit(model, SIBP(eta=10.0, lam=1.0), *data.train, val=data.val, epochs=2, seed=0, verbose=0)
     assert h.diverged is None
     assert h.last["train_acc"] >= 0.80 and h.last["val_acc"] >= 0.78
+
+
+def test_output_metric_scale_and_its_floor_in_the_statistics():
+    """lam_W = lam max(||F||_F^2 / n_in, 1) and lam_b = lam n: the input layer (large inputs) gets the
+    scaled weight, a layer fed by tiny activations keeps the paper's lam."""
+    r = np.random.default_rng(9)
+    X, y = 3.0 * r.normal(size=(40, 8)), r.integers(0, 3, size=40)
+    model = MLP((8, 6, 3), init_std=1e-3, seed=0, dtype="float64")
+    F1 = np.maximum(X @ model.weights[0].T + model.biases[0], 0)
+    m = SIBP(eta=0.5, lam=2.0, record_stats=True)
+    m.step(model, X, y)
+    lam = {(s["layer"], s["param"]): s["lam"] for s in m.stats[0]}
+    assert lam[(0, "W")] == pytest.approx(2.0 * (X ** 2).sum() / 8, rel=1e-12)
+    assert (F1 ** 2).sum() / 6 < 1 and lam[(1, "W")] == 2.0
+    assert lam[(0, "b")] == lam[(1, "b")] == 2.0 * 40

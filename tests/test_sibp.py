@@ -158,7 +158,7 @@ def test_first_order_equivalence_with_backprop(metric):
     if metric == "weights":
         lams = [lam] * len(before)
     else:  # params() is W0, b0, W1, b1, ...
-        lams = [v for Fi in F[:-1] for v in (lam * (Fi ** 2).sum() / Fi.shape[1], lam * len(X))]
+        lams = [v for Fi in F[:-1] for v in (lam * max((Fi ** 2).sum() / Fi.shape[1], 1.0), lam * len(X))]
     for k, (p0, p1, g) in enumerate(zip(before, model.params(), grads)):
         d, ref = p1 - p0, -(2 * eta / lams[k]) * len(X) * g
         cos = (d * ref).sum() / np.linalg.norm(d) / np.linalg.norm(ref)
@@ -208,7 +208,7 @@ def test_worked_example_3_2_2(metric):
     if metric == "weights":
         lW1, lb1, lW0 = lam, lam, lam
     else:
-        lW1, lb1, lW0 = lam * (F1 ** 2).sum() / 2, lam * 2, lam * (X ** 2).sum() / 3
+        lW1, lb1, lW0 = lam * max((F1 ** 2).sum() / 2, 1.0), lam * 2, lam * max((X ** 2).sum() / 3, 1.0)
     F2 = F1 @ W1.T + b1
     Y = np.eye(2)[y]
     P = np.exp(F2) / np.exp(F2).sum(1, keepdims=True)
