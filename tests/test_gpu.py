@@ -6,7 +6,7 @@ import pytest
 from conftest import GPU_REASON, HAS_GPU
 
 from sibp_np import MLP, SGD, SIBP, Adam, ProxBP, RMSprop
-from sibp_np.backend import Backend, get_backend
+from sibp_np.backend import get_backend
 
 pytestmark = pytest.mark.gpu
 if not HAS_GPU:
@@ -21,14 +21,6 @@ def gpu():
     return get_backend("cupy")
 
 
-def _ref(gpu):
-    """The base class's reference math running on CuPy (the unfused path)."""
-    ref = Backend()
-    ref.xp = gpu.xp
-    ref.name = "cupy-reference"
-    return ref
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (100, 500), (3001, 1021)])  # odd; several grids
 def test_fused_ops_match_reference_and_numpy(gpu, dtype, shape):
@@ -37,7 +29,7 @@ def test_fused_ops_match_reference_and_numpy(gpu, dtype, shape):
     z, p, t = (r.normal(size=shape).astype(dtype) for _ in range(3))
     z.flat[::7] = 0.0
     Z, P, T = (cp.asarray(a) for a in (z, p, t))
-    ref = _ref(gpu)
+    ref = gpu.unfused()
     host = get_backend("numpy")
     fused = cp.asnumpy(gpu.masked_residual(Z, T))
     np.testing.assert_allclose(fused, host.masked_residual(z, t), **TOL[dtype])
@@ -84,14 +76,20 @@ def test_unfused_switch(gpu, monkeypatch):
     assert gpu.masked_residual_sqnorm(Z, Z, Z * 0.5, 0.25) == pytest.approx(fused, rel=1e-12)
 
 
-@pytest.mark.parametrize("make", [lambda: SGD(lr=0.5, momentum=0.9), lambda: Adam(lr=1e-3),
-                                  lambda: SIBP(eta=1.0, lam=1.0)])
-def test_twenty_steps_cpu_and_gpu_agree(make):
+def _twin_models():
+    """Data and the same float64 network on the CPU and on the GPU."""
     r = np.random.default_rng(0)
     X = r.random((400, 30))
     y = r.integers(0, 5, size=400)
     cpu = MLP([30, 40, 20, 5], seed=3, dtype="float64", backend="numpy", init_std=0.1)
     gpu = MLP([30, 40, 20, 5], seed=3, dtype="float64", backend="cupy", init_std=0.1)
+    return X, y, cpu, gpu
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.5, momentum=0.9), lambda: Adam(lr=1e-3),
+                                  lambda: SIBP(eta=1.0, lam=1.0)])
+def test_twenty_steps_cpu_and_gpu_agree(make):
+    X, y, cpu, gpu = _twin_models()
     mc, mg = make(), make()
     for k in range(20):
         idx = slice(20 * k, 20 * (k + 1))
@@ -126,11 +124,7 @@ def test_every_method_form_takes_the_cpu_step_on_the_gpu(name):
     Over twenty free-running steps the plain algorithm (and eta = 10) amplifies the backends' different
     summation orders to ~1e-6 (seen on an H200), as it amplifies any rounding; what must agree is the
     step map itself, so the GPU starts every step from the CPU's state."""
-    r = np.random.default_rng(0)
-    X = r.random((400, 30))
-    y = r.integers(0, 5, size=400)
-    cpu = MLP([30, 40, 20, 5], seed=3, dtype="float64", backend="numpy", init_std=0.1)
-    gpu = MLP([30, 40, 20, 5], seed=3, dtype="float64", backend="cupy", init_std=0.1)
+    X, y, cpu, gpu = _twin_models()
     mc, mg = PARITY[name](), PARITY[name]()
     for k in range(20):
         gpu.set_params(cpu.get_params())

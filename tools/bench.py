@@ -339,9 +339,7 @@ def main(argv=None):
 def fused_op_report(be, layers, B, dtype, reps=200):
     """Seconds per call of each line-search op, fused kernel against the unfused reference, on the
     ``(B, n_out)`` arrays of every layer (what one line-search trial touches)."""
-    from sibp_np.backend import Backend
-    ref = Backend()
-    ref.xp, ref.name = be.xp, "cupy-reference"
+    ref = be.unfused()
     r = np.random.default_rng(1)
     print(f"fused line-search ops, {reps} calls each, per call (unfused / fused):")
     for n_out in sorted(set(layers[1:])):

@@ -22,18 +22,19 @@ from sibp_np._io import write_text
 from sibp_np.environment import environment
 
 LAYERS = [784] + [600] * 10 + [10]
+#: the default before the output-space proximal term: the trust region alone, radius 2
+PREVIOUS = {"safeguard": "trust-region", "prox_metric": "weights", "trust_radius": 2.0}
 ROWS = (("default, lam=1", {"lam": 1.0}), ("default, lam=2", {"lam": 2.0}),
         ("compat='matlab', lam=2", {"lam": 2.0, "compat": "matlab"}),
         ("safeguard='none', lam=1", {"lam": 1.0, "safeguard": "none"}),
         ("trust region alone (the previous default: prox_metric='weights', trust_radius=2), lam=1",
-         {"lam": 1.0, "safeguard": "trust-region", "prox_metric": "weights", "trust_radius": 2.0}),
+         {"lam": 1.0, **PREVIOUS}),
         ("output-space prox alone (safeguard='none', prox_metric='output'), lam=1",
          {"lam": 1.0, "safeguard": "none", "prox_metric": "output"}),
         ("trust region alone, trust_radius=4 (prox_metric='weights'), lam=1",
          {"lam": 1.0, "safeguard": "trust-region", "prox_metric": "weights", "trust_radius": 4.0}))
 CONFIGS = (("plain Algorithm 1", {"safeguard": "none"}),
-           ("trust region alone (the previous default)",
-            {"safeguard": "trust-region", "prox_metric": "weights", "trust_radius": 2.0}),
+           ("trust region alone (the previous default)", PREVIOUS),
            ("default (trust region + output-space prox)", {}))
 
 
@@ -93,6 +94,14 @@ def growth(data, init_std, eta, epochs, every=10):
                 k += 1
 
 
+def train(data, init_std, seed, epochs, **method_kw):
+    """``fit`` of SIBP(**method_kw) on the deep net; ``seed`` draws the weights and the batch order."""
+    model = MLP(LAYERS, init_std=init_std, seed=seed)
+    with np.errstate(all="ignore"):
+        return fit(model, SIBP(**method_kw), *data.train, val=data.val, epochs=epochs, batch_size=100,
+                   seed=seed, verbose=0)
+
+
 def seeds(data, init_std, eta, epochs, n_seeds):
     """The default and the previous default (trust region alone) at ``eta``, lam=1, over seeds: each
     seed draws both the initial weights and the minibatch order."""
@@ -101,11 +110,8 @@ def seeds(data, init_std, eta, epochs, n_seeds):
     print("|---|---|---|")
     for seed in range(n_seeds):
         cells = []
-        for kw in ({}, CONFIGS[1][1]):
-            model = MLP(LAYERS, init_std=init_std, seed=seed)
-            with np.errstate(all="ignore"):
-                h = fit(model, SIBP(eta=eta, lam=1.0, **kw), *data.train, val=data.val, epochs=epochs,
-                        batch_size=100, seed=seed, verbose=0)
+        for kw in ({}, PREVIOUS):
+            h = train(data, init_std, seed, epochs, eta=eta, lam=1.0, **kw)
             cells.append(f"{h.last['train_acc']:.4f} / {h.last['val_acc']:.4f}")
         print(f"| {seed} | " + " | ".join(cells) + " |", flush=True)
 
@@ -118,11 +124,8 @@ def table(data, init_std, etas, epochs, rows):
     for label, kw in rows:
         cells = []
         for eta in etas:
-            model = MLP(LAYERS, init_std=init_std, seed=0)
             t = time.perf_counter()
-            with np.errstate(all="ignore"):
-                h = fit(model, SIBP(eta=eta, **kw), *data.train, val=data.val, epochs=epochs,
-                        batch_size=100, seed=0, verbose=0)
+            h = train(data, init_std, 0, epochs, eta=eta, **kw)
             last = h.last
             cell = f"{last['train_acc']:.4f} / {last['val_acc']:.4f}"
             if h.diverged:

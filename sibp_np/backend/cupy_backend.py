@@ -94,6 +94,13 @@ class CupyBackend(Backend):
             raise numpy.linalg.LinAlgError("the matrix is not numerically positive definite")
         return X
 
+    def unfused(self):
+        """The base class's reference ops running on CuPy: what the fused kernels replace (for tests and
+        benchmarks; ``SIBP_NP_FUSED=0`` switches a whole run over instead)."""
+        ref = Backend()
+        ref.xp, ref.name = self.xp, "cupy-reference"
+        return ref
+
     # ------------------------------------------------------------------ helpers
     def _check(self, op, **arrays):
         for pname, a in arrays.items():
