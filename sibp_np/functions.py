@@ -184,6 +184,11 @@ class Loss:
         """Gradient of the batch-mean loss: ``sample_grad / B``."""
         return self.sample_grad(F, y) / F.dtype.type(F.shape[0])
 
+    def value_and_sample_grad(self, F, y):
+        """``(value(F, y), sample_grad(F, y))``, the same numbers as the two calls; a loss may share
+        the work between them (cross-entropy computes the softmax once)."""
+        return self.value(F, y), self.sample_grad(F, y)
+
 
 class SoftmaxCrossEntropy(Loss):
     """``L = -(1/B) sum_n log softmax(F_n)[y_n]``."""
@@ -199,6 +204,20 @@ class SoftmaxCrossEntropy(Loss):
         G = softmax(F)
         G[xp.arange(F.shape[0]), y] -= 1
         return G
+
+    def value_and_sample_grad(self, F, y):
+        """One pass of ``exp`` for both: ``log softmax(F) = S - log(sum exp S)`` and
+        ``softmax(F) = exp(S) / sum exp S`` with ``S = F - max F`` (row-wise); the numbers of
+        :meth:`value` and :meth:`sample_grad`, bit for bit."""
+        xp = array_module(F)
+        S = F - F.max(axis=1, keepdims=True)
+        E = xp.exp(S)
+        total = E.sum(axis=1, keepdims=True)
+        rows = xp.arange(F.shape[0])
+        value = float(-(S[rows, y] - xp.log(total)[:, 0]).mean())
+        E /= total
+        E[rows, y] -= 1
+        return value, E
 
 
 class SquaredError(Loss):

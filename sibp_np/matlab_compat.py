@@ -100,7 +100,7 @@ def fr_matlab(problem, max_iter=5, jump=True, first_gradient=None):
             break  # their last gradient and direction are computed but never used
         g_new = problem.gradient()
         beta = _matlab_div(problem.dot(g_new, g_new), problem.dot(g, g))
-        d = problem.lincomb(problem.neg(g_new), beta, d)
+        d = problem.next_direction(g_new, beta, d)
         g = g_new
     if hasattr(problem, "finish"):
         problem.finish()

@@ -18,10 +18,11 @@ cheap. A problem has an iterate ``x`` and these methods:
     the largest step along ``D`` that stays inside a trust region (``math.inf`` for none);
 ``move(alpha)``
     ``x <- x + alpha D``, updating the cached quantities;
-``dot(a, b)``, ``neg(a)`` and ``lincomb(a, s, b)``
-    the inner product of two gradient-shaped vectors, ``-a`` and ``a + s * b``. :class:`EuclideanVectors`
-    gives the plain array versions; a problem may store its vectors in another representation (SIBP's
-    dual form keeps coefficient matrices) as long as these two agree with it.
+``dot(a, b)``, ``neg(a)`` and ``next_direction(g, beta, D)``
+    the inner product of two gradient-shaped vectors, ``-a``, and the next CG direction ``-g + beta D``
+    (which may overwrite ``D``: the solver no longer needs it). :class:`EuclideanVectors` gives the
+    plain array versions; a problem may store its vectors in another representation (SIBP's dual form
+    keeps coefficient matrices) as long as these agree with it.
 """
 import dataclasses
 import math
@@ -73,8 +74,11 @@ class EuclideanVectors:
     def neg(self, a):
         return -a
 
-    def lincomb(self, a, s, b):
-        return a + b.dtype.type(s) * b
+    def next_direction(self, g, beta, D):
+        """``-g + beta D`` in ``D``'s array: ``beta D - g`` rounds exactly as ``-g + beta D``."""
+        D *= D.dtype.type(beta)
+        D -= g
+        return D
 
 
 def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, ftol=0.0):
@@ -161,7 +165,7 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
             beta = gg_new / gg
         else:
             beta = max(0.0, (gg_new - problem.dot(g_new, g)) / gg)
-        D = problem.lincomb(problem.neg(g_new), beta, D)
+        D = problem.next_direction(g_new, beta, D)
         g, gg, steepest = g_new, gg_new, False
     res.f = f
     if hasattr(problem, "finish"):

@@ -32,14 +32,19 @@ class Optimizer(Method):
     def step(self, model, X, y):
         X, y = model.check_Xy(X, y)
         loss, grads = model.loss_and_grads(X, y)
-        self.update(model.params(), grads)
+        self.update(model.params(), grads, overwrite_grads=True)  # the gradients are ours
         return loss
 
-    def update(self, params, grads):
-        """Apply one update to ``params`` (in place) from ``grads``; same order and shapes."""
+    def update(self, params, grads, overwrite_grads=False):
+        """Apply one update to ``params`` (in place) from ``grads``; same order and shapes.
+
+        With ``overwrite_grads=True`` the rule may use the arrays of ``grads`` as work space (as
+        SciPy's ``overwrite_a``): one pass and one buffer fewer per parameter, and the same numbers.
+        """
         self.state["t"] = self.state.get("t", 0) + 1
+        xp = array_module(params[0])
         for k, (p, g) in enumerate(zip(params, grads)):
-            self._update_one(k, p, g)
+            self._update_one(xp, k, p, g, overwrite_grads)
         if self.state["t"] % FLUSH_EVERY == 0:
             self._flush_subnormals()
 
@@ -83,7 +88,7 @@ class Optimizer(Method):
             w = self._work[k] = array_module(like).empty_like(like)
         return w
 
-    def _update_one(self, k, p, g):  # pragma: no cover - abstract
+    def _update_one(self, xp, k, p, g, overwrite):  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -134,10 +139,10 @@ class SGD(Optimizer):
             raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0, got momentum="
                              f"{self.momentum!r}, dampening={self.dampening!r}")
 
-    def _update_one(self, k, p, g):
+    def _update_one(self, xp, k, p, g, overwrite):
         dt = p.dtype.type
         if self.weight_decay:
-            g = g + dt(self.weight_decay) * p
+            g, overwrite = g + dt(self.weight_decay) * p, True
         if self.momentum:
             first = f"buf{k}" not in self.state
             buf = self._buffer("buf", k, p)
@@ -146,9 +151,9 @@ class SGD(Optimizer):
             else:
                 buf *= dt(self.momentum)
                 buf += dt(1 - self.dampening) * g
-            g = g + dt(self.momentum) * buf if self.nesterov else buf
-        step = self._scratch(k, p)  # lr * g without a new array per update
-        array_module(p).multiply(g, dt(self.lr), out=step)
+            g, overwrite = (g + dt(self.momentum) * buf, True) if self.nesterov else (buf, False)
+        step = g if overwrite else self._scratch(k, p)  # lr * g without a new array per update
+        xp.multiply(g, dt(self.lr), out=step)
         p -= step
 
 
@@ -187,9 +192,8 @@ class Adam(Optimizer):
         super().__init__()
         self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
 
-    def _update_one(self, k, p, g):
+    def _update_one(self, xp, k, p, g, overwrite):
         dt = p.dtype.type
-        xp = array_module(p)
         b1, b2 = self.betas
         t = self.state["t"]
         if self.weight_decay:
@@ -251,9 +255,8 @@ class RMSprop(Optimizer):
         self.lr, self.alpha, self.eps, self.momentum = lr, alpha, eps, momentum
         self.weight_decay = weight_decay
 
-    def _update_one(self, k, p, g):
+    def _update_one(self, xp, k, p, g, overwrite):
         dt = p.dtype.type
-        xp = array_module(p)
         if self.weight_decay:
             g = g + dt(self.weight_decay) * p
         v = self._buffer("v", k, p)

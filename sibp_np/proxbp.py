@@ -96,12 +96,12 @@ class ProxBP(Method):
         """One ProxBP iteration on ``(X, y)``; returns the batch-mean loss before it."""
         X, y = model.check_Xy(X, y)
         G, F = model.forward_cache(X)
-        loss = model.loss.value(F[-1], y)
+        loss, delta = model.loss.value_and_sample_grad(F[-1], y)
         L = model.n_layers
         eta = model.dtype.type(self.eta)
         # plain back propagation with the old weights: dz[i] = dL/dG_{i+1}
         dz = [None] * L
-        dz[L - 1] = model.loss.mean_grad(F[-1], y)
+        dz[L - 1] = delta / delta.dtype.type(X.shape[0])  # Loss.mean_grad
         layers = list(model.layers())
         for i in range(L - 2, -1, -1):
             dz[i] = layers[i][2].backprop(G[i + 1], dz[i + 1] @ layers[i + 1][0])
@@ -119,7 +119,7 @@ class ProxBP(Method):
             else:
                 pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction(model, F[i], eta * gW, eta * gb)
         if self.optimizer is not None:
-            self.optimizer.update(model.params(), pseudo)
+            self.optimizer.update(model.params(), pseudo, overwrite_grads=True)
         else:
             for p, d in zip(model.params(), pseudo):
                 p -= d

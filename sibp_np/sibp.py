@@ -117,7 +117,10 @@ class _PrimalProblem(EuclideanVectors, _ProxLeastSquares):
     def move(self, alpha):
         a = self.x.dtype.type(alpha)
         self.x += a * self.D
-        self.Z += a * self.P
+        if self.P.shape == self.Z.shape:
+            self.Z += self.xp.multiply(self.P, a, out=self.work)
+        else:  # a bias direction, one row broadcast over the samples
+            self.Z += a * self.P
 
 
 class WeightSubproblem(_PrimalProblem):
@@ -174,9 +177,12 @@ class DualWeightSubproblem(_ProxLeastSquares):
     def neg(self, a):
         return (-a[0], -a[1])
 
-    def lincomb(self, a, s, b):
-        s = b[0].dtype.type(s)
-        return (a[0] + s * b[0], a[1] + s * b[1])
+    def next_direction(self, g, beta, D):
+        s = D[0].dtype.type(beta)
+        for d, gi in zip(D, g):  # in D's arrays: beta D - g rounds exactly as -g + beta D
+            d *= s
+            d -= gi
+        return D
 
     def objective(self):
         return self._data_objective() + 0.5 * self.lam * self._vdot(self.Ce, self.KCe)
@@ -186,11 +192,15 @@ class DualWeightSubproblem(_ProxLeastSquares):
         return math.sqrt(max(self._vdot(self.Ce, self.KCe), 0.0))
 
     def gradient(self):
+        xp, work = self.xp, self.work
         M = self.act.residual(self.backend, self.Z, self.T)
         lam = M.dtype.type(self.lam)
         two = M.dtype.type(2)
-        C = two * M + lam * self.Ce
-        KC = two * self._mm(self.K, M) + lam * self.KCe
+        KC = self._mm(self.K, M)
+        C = M  # C = 2 M + lam C_e and K C = 2 K M + lam K C_e, in the arrays M and K M
+        for out, lam_part in ((C, self.Ce), (KC, self.KCe)):
+            out *= two
+            out += xp.multiply(lam_part, lam, out=work)
         return (C, KC)
 
     def prepare(self, D):
@@ -201,10 +211,11 @@ class DualWeightSubproblem(_ProxLeastSquares):
         self.p2 = self._vdot(D[0], D[1])
 
     def move(self, alpha):
-        a = self.Z.dtype.type(alpha)
-        self.Ce += a * self.D[0]
-        self.KCe += a * self.D[1]
-        self.Z += a * self.P
+        a, xp, work = self.Z.dtype.type(alpha), self.xp, self.work
+        self.Ce += xp.multiply(self.D[0], a, out=work)
+        xp.multiply(self.D[1], a, out=work)  # alpha K C_d = alpha P moves both K C_e and Z
+        self.KCe += work
+        self.Z += work
 
     def finish(self):
         self.x += self._mm(self.Ce.T, self.F)
@@ -425,8 +436,7 @@ class SIBP(Method):
         dt = model.dtype.type
         eta = dt(self.eta)
         G, F = model.forward_cache(X)
-        loss = model.loss.value(F[-1], y)
-        delta = model.loss.sample_grad(F[-1], y)  # delta_N, eq. (6): per sample, no 1/B
+        loss, delta = model.loss.value_and_sample_grad(F[-1], y)  # delta_N, eq. (6): no 1/B
         L = model.n_layers
         kappa = self.trust_radius / L if self.safeguard == "trust-region" else None
         step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products

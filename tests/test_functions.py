@@ -47,6 +47,17 @@ def test_loss_gradients_match_finite_differences(name, rng):
     np.testing.assert_allclose(loss.sample_grad(F, y), 6 * num, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_value_and_sample_grad_are_the_two_calls_to_the_bit(name, dtype, rng):
+    loss = get_loss(name)
+    F = (rng.normal(size=(7, 5)) * 30).astype(dtype)  # large logits: the softmax saturates
+    y = rng.normal(size=(7, 5)).astype(dtype) if loss.task == "regression" else rng.integers(0, 5, 7)
+    value, grad = loss.value_and_sample_grad(F.copy(), y)
+    assert value == loss.value(F, y)
+    assert grad.dtype == F.dtype and grad.tobytes() == loss.sample_grad(F, y).tobytes()
+
+
 def test_mse_value_is_half_the_mean_squared_row_norm(rng):
     F, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
     assert get_loss("mse").value(F, Y) == pytest.approx(0.5 * ((F - Y) ** 2).sum(axis=1).mean(), rel=1e-13)

@@ -172,3 +172,14 @@ def test_overflowing_logits_with_finite_parameters_are_reported_as_divergence():
     m.weights[1] = np.full(m.weights[1].shape, 1e19, dtype=np.float32)
     h = fit(m, SGD(lr=1e-30), X, y, epochs=2, batch_size=10, verbose=0)
     assert h.diverged is not None and "not finite" in h.diverged["reason"]
+
+
+def test_params_finite_sees_nan_and_inf_but_not_huge_finite_values():
+    """The cheap check (the squared norm of each parameter) falls back to an entry-by-entry one when
+    the norm overflows, so a finite but huge parameter is not called diverged."""
+    model = MLP([3, 4, 2], seed=0)
+    assert model.params_finite()
+    for value, finite in ((np.nan, False), (np.inf, False), (-np.inf, False), (3e37, True)):
+        m = model.copy()
+        m.params()[2][1, 3] = value  # in place, as the update rules change them
+        assert m.params_finite() is finite, value

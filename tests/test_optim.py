@@ -121,3 +121,30 @@ def test_subnormal_state_is_flushed_periodically():
         opt.update([p], [np.array([0.0, 0.0, 1.0], dtype=np.float32)])
     assert opt.state["m0"][1] == 0 and opt.state["t"] % FLUSH_EVERY == 0
     assert opt.state["m0"][2] > 0.5  # normal numbers are untouched
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1), lambda: SGD(lr=0.1, momentum=0.9),
+                                  lambda: SGD(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01),
+                                  lambda: SGD(lr=0.1, weight_decay=0.01), lambda: Adam(lr=0.01),
+                                  lambda: RMSprop(lr=0.01, momentum=0.5)])
+def test_overwrite_grads_gives_the_same_parameters_to_the_bit(make, rng):
+    """``update(..., overwrite_grads=True)`` (what ``step`` passes for its own gradients) may use the
+    gradient arrays as work space; the parameters and the state come out the same, and a rule that
+    keeps a gradient (momentum's first buffer) never keeps an array it is allowed to overwrite."""
+    p0 = [rng.normal(size=(3, 4)).astype(np.float32), rng.normal(size=3).astype(np.float32)]
+    grads = [[rng.normal(size=a.shape).astype(np.float32) for a in p0] for _ in range(4)]
+    runs = []
+    for overwrite in (False, True):
+        opt, p = make(), [a.copy() for a in p0]
+        for g in grads:
+            given = [a.copy() for a in g]
+            opt.update(p, given, overwrite_grads=overwrite)
+            if not overwrite:
+                assert all(np.array_equal(a, b) for a, b in zip(given, g))  # left as they were
+            for a in given:
+                a[...] = np.nan  # the caller reuses its arrays: the state must not see it
+        runs.append((p, opt.state))
+    (p1, s1), (p2, s2) = runs
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(p1, p2))
+    assert s1.keys() == s2.keys()
+    assert all(np.array_equal(s1[k], s2[k]) for k in s1)

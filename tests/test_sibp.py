@@ -96,6 +96,26 @@ def test_dual_form_gives_the_primal_iterates():
         assert (rp.iterations, rp.trials) == (rd.iterations, rd.trials)
 
 
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_next_direction_is_minus_g_plus_beta_d_to_the_bit(form):
+    """The in-place CG update rounds exactly as -g + beta D (x + (-y) is x - y in IEEE arithmetic),
+    in the primal and in the dual (coefficient) representation alike."""
+    make, _, _, _ = w_problem(form=form)
+    prob = make()
+    g = prob.gradient()
+    D = prob.neg(g)
+    prob.prepare(D)
+    prob.move(0.01)
+    g_new = prob.gradient()
+    for beta in (0.37, 1e-30, 3.0):
+        parts = (lambda v: v) if form == "dual" else (lambda v: (v,))
+        expected = tuple(-a + b.dtype.type(beta) * b for a, b in zip(parts(g_new), parts(D)))
+        got = parts(prob.next_direction(g_new, beta, tuple(a.copy() for a in parts(D))
+                                        if form == "dual" else D.copy()))
+        for e, o in zip(expected, got):
+            assert e.tobytes() == o.tobytes()
+
+
 def test_weight_form_picks_the_cheaper_one():
     assert weight_form(100, 784, 500, 5) == "dual"
     assert weight_form(100, 500, 10, 5) == "primal"
