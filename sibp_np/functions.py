@@ -68,8 +68,7 @@ class Identity(Activation):
         xp = backend.xp
         if work is None:
             work = xp.empty_like(Z)
-        xp.multiply(P, Z.dtype.type(alpha), out=work)
-        work += Z
+        backend.shifted(Z, P, alpha, out=work)
         work -= T
         return float(xp.vdot(work.ravel(), work.ravel()))
 

@@ -89,6 +89,28 @@ def numpy_floor_epoch(layers, X, y, order, B, lr=0.1, seed=0):
     return total
 
 
+def numpy_matmul_epoch(layers, X, y, order, B, seed=0):
+    """The matrix products of our SGD step alone (forward, dW, delta; same shapes, same order), with
+    no elementwise work at all: a bound below any NumPy SGD on this BLAS. Seconds of one epoch."""
+    r = np.random.default_rng(seed)
+    Ws = [r.normal(0, 0.01, (b, a)).astype(X.dtype) for a, b in zip(layers[:-1], layers[1:])]
+    Ds = [r.normal(0, 0.01, (B, b)).astype(X.dtype) for b in layers[1:]]
+    total = 0.0
+    for j in range(0, len(order) - B + 1, B):
+        Xb = X[order[j:j + B]]
+        t = time.perf_counter()
+        Fs, A = [Xb], Xb
+        for W in Ws:
+            A = A @ W.T
+            Fs.append(A)
+        for i in range(len(Ws) - 1, -1, -1):
+            Ds[i].T @ Fs[i]
+            if i > 0:
+                Ds[i] @ Ws[i]
+        total += time.perf_counter() - t
+    return total * len(order) / (len(order) - len(order) % B)
+
+
 def torch_version():
     import torch
     return torch.__version__
@@ -268,6 +290,7 @@ def main(argv=None):
         if be.name == "numpy" and a.compare:
             Xh, yh, oh = be.to_host(X), be.to_host(y), be.to_host(order)
             extra["numpy-floor"] = lambda: numpy_floor_epoch(layers, Xh, yh, oh, B)
+            extra["numpy-matmuls"] = lambda: numpy_matmul_epoch(layers, Xh, yh, oh, B)
             extra.update(torch_epochs(layers, Xh, yh, oh, B))
         names += list(extra)
         times = {n: [] for n in names}
@@ -306,20 +329,25 @@ def main(argv=None):
     print(f"measured matmul peak: {peak / 1e9:.1f} GFLOP/s ({a.dtype}, 1024^3)")
     print(f"{'method':<13} {'s/epoch':>8} {'x SGD':>6} {'GFLOP/s':>8} {'% peak':>7}  notes")
     for n in names:
-        fl = bp_flops(layers, B) if n in ("sgd", "adam", "numpy-floor", "torch-sgd", "torch-adam") else None
+        fl = bp_flops(layers, B) if n in ("sgd", "adam", "numpy-floor", "numpy-matmuls", "torch-sgd",
+                                          "torch-adam") else None
         if n in stats:
             fl = stats[n]["flops"]
         rate = fl * steps / med[n] if fl else None
         note = ""
         if n in stats:
             s = stats[n]
-            note = (f"matmuls/step {s['matmuls']} (design {s['design']}), trials/NCG-it {s['trials']:.2f}, "
+            note = (f"matmuls/step {s['matmuls']} (design {s['design']}), flops x SGD "
+                    f"{s['flops'] / bp_flops(layers, B):.2f}, trials/NCG-it {s['trials']:.2f}, "
                     f"rejected {s['rejected']}, W forms {' '.join(s['forms'])}")
         if n == "proxbp":
             note = "flops not counted (CG products vary)"
         if n == "numpy-floor":
             note = "bare NumPy loop, same products: our SGD / floor = " + f"{med['sgd'] / med[n]:.3f}" \
                 if "sgd" in med else "bare NumPy loop"
+        if n == "numpy-matmuls":
+            note = "the SGD step's matrix products alone" + "".join(
+                f"; / {t} = {med[n] / med[t]:.3f}" for t in ("torch-sgd", "torch-adam") if t in med)
         if n.startswith("torch-"):
             ours = "sgd" if n == "torch-sgd" else "adam"
             note = f"PyTorch {torch_version()} CPU; ours / PyTorch = {med[ours] / med[n]:.3f}" \

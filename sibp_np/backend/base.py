@@ -65,6 +65,20 @@ class Backend:
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), B)
 
     # ------------------------------------------------------------------ line-search ops
+    def shifted(self, z, p, alpha, out):
+        """``out = z + alpha p``, rounded as ``fl(fl(alpha p) + z)`` (``Z(alpha)`` of a trial).
+
+        A bias direction ``p`` (one row, broadcast over the samples) is scaled before it is
+        broadcast: one pass over ``z`` instead of two.
+        """
+        a = z.dtype.type(alpha)
+        if p.shape == z.shape:
+            self.xp.multiply(p, a, out=out)
+            out += z
+        else:
+            self.xp.add(z, p * a, out=out)
+        return out
+
     def masked_residual(self, z, t, out=None):
         """ReLU-masked residual ``(relu(z) - t) * 1[z > 0]``, i.e. ``where(z > 0, z - t, 0)``.
 
@@ -106,8 +120,7 @@ class Backend:
         xp = self.xp
         if work is None:
             work = xp.empty_like(z)
-        xp.multiply(p, z.dtype.type(alpha), out=work)
-        work += z
+        self.shifted(z, p, alpha, out=work)
         xp.maximum(work, 0, out=work)
         work -= t
         return float(xp.vdot(work.ravel(), work.ravel()))
@@ -127,3 +140,4 @@ class Backend:
             work = xp.empty_like(z)
         xp.multiply(p, z > 0, out=work)  # 7x faster than where(z > 0, p, 0), and the same values
         return float(xp.vdot(work.ravel(), work.ravel()))
+
