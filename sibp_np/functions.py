@@ -73,8 +73,14 @@ class Identity(Activation):
         return float(xp.vdot(work.ravel(), work.ravel()))
 
     def curvature(self, backend, Z, P, work=None):
-        P = backend.xp.broadcast_to(P, Z.shape)
-        return float((P * P).sum())
+        """``||P||_F^2`` over Z's shape (a bias direction counts once per sample), summed as
+        ``(P * P).sum()``; a one-row ``P`` is squared into ``work`` (``broadcast_to`` costs more
+        than the product on the small output layer)."""
+        if P.shape == Z.shape:
+            return float((P * P).sum())
+        if work is None:
+            work = backend.xp.empty_like(Z)
+        return float(backend.xp.multiply(P, P, out=work).sum())
 
 
 class ReLU(Activation):

@@ -106,3 +106,14 @@ def test_reference_ops_against_plain_formulas(rng):
     d = rng.normal(size=9)  # a broadcast bias direction
     ref = ((np.maximum(z + 0.5 * d, 0) - t) ** 2).sum()
     assert be.masked_residual_sqnorm(z, d[None, :], t, 0.5, work=np.empty_like(z)) == pytest.approx(ref)
+
+
+@pytest.mark.parametrize("rows", [5, 1])
+def test_shifted_rounds_as_scale_then_add(rows, rng):
+    """``shifted`` (a line-search trial's ``Z + alpha P``) gives the bits of ``fl(fl(alpha P) + Z)``
+    for a full direction and for a one-row bias direction, which it scales before broadcasting."""
+    z = rng.normal(size=(5, 7)).astype(np.float32)
+    p = rng.normal(size=(rows, 7)).astype(np.float32)
+    expected = np.broadcast_to(p * np.float32(0.37), z.shape) + z
+    got = Backend().shifted(z, p, 0.37, out=np.empty_like(z))
+    assert got.tobytes() == expected.tobytes()

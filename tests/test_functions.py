@@ -35,6 +35,12 @@ def test_activation_solver_hooks_match_their_definitions(name, rng):
     ref = ((act.forward(Z + 0.3 * P) - T) ** 2).sum()
     assert act.residual_sqnorm(be, Z, P, T, 0.3) == pytest.approx(ref, rel=1e-12)
     assert act.curvature(be, Z, P) == pytest.approx(((act.deriv(Z) * P) ** 2).sum(), rel=1e-12)
+    # a bias direction: one row, broadcast over the samples (the b subproblems of (7))
+    d = P[:1]
+    ref = ((act.forward(Z + 0.3 * d) - T) ** 2).sum()
+    assert act.residual_sqnorm(be, Z, d, T, 0.3, work=np.empty_like(Z)) == pytest.approx(ref, rel=1e-12)
+    assert act.curvature(be, Z, d, work=np.empty_like(Z)) == pytest.approx(
+        ((act.deriv(Z) * d) ** 2).sum(), rel=1e-12)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
