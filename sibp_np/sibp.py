@@ -117,10 +117,8 @@ class _PrimalProblem(EuclideanVectors, _ProxLeastSquares):
     def move(self, alpha):
         a = self.x.dtype.type(alpha)
         self.x += a * self.D
-        if self.P.shape == self.Z.shape:
-            self.Z += self.xp.multiply(self.P, a, out=self.work)
-        else:  # a bias direction, one row broadcast over the samples
-            self.Z += a * self.P
+        # alpha P in the work buffer (a bias direction is one row, broadcast over the samples)
+        self.Z += self.xp.multiply(self.P, a, out=self.work[:self.P.shape[0]])
 
 
 class WeightSubproblem(_PrimalProblem):

@@ -140,4 +140,3 @@ class Backend:
             work = xp.empty_like(z)
         xp.multiply(p, z > 0, out=work)  # 7x faster than where(z > 0, p, 0), and the same values
         return float(xp.vdot(work.ravel(), work.ravel()))
-
