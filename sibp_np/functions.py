@@ -194,6 +194,13 @@ class Loss:
         the work between them (cross-entropy computes the softmax once)."""
         return self.value(F, y), self.sample_grad(F, y)
 
+    def value_and_mean_grad(self, F, y):
+        """``(value(F, y), mean_grad(F, y))`` from :meth:`value_and_sample_grad` (what the explicit
+        methods and ProxBP need at the top of back propagation)."""
+        value, g = self.value_and_sample_grad(F, y)
+        g /= g.dtype.type(F.shape[0])
+        return value, g
+
 
 class SoftmaxCrossEntropy(Loss):
     """``L = -(1/B) sum_n log softmax(F_n)[y_n]``."""
@@ -205,15 +212,13 @@ class SoftmaxCrossEntropy(Loss):
         return float(-log_softmax(F)[xp.arange(F.shape[0]), y].mean())
 
     def sample_grad(self, F, y):
-        xp = array_module(F)
-        G = softmax(F)
-        G[xp.arange(F.shape[0]), y] -= 1
-        return G
+        """``softmax(F) - Y``."""
+        return self.value_and_sample_grad(F, y)[1]
 
     def value_and_sample_grad(self, F, y):
         """One pass of ``exp`` for both: ``log softmax(F) = S - log(sum exp S)`` and
-        ``softmax(F) = exp(S) / sum exp S`` with ``S = F - max F`` (row-wise); the numbers of
-        :meth:`value` and :meth:`sample_grad`, bit for bit."""
+        ``softmax(F) = exp(S) / sum exp S`` with ``S = F - max F`` (row-wise); the value is the one
+        :meth:`value` computes from :func:`log_softmax`, bit for bit."""
         xp = array_module(F)
         S = F - F.max(axis=1, keepdims=True)
         E = xp.exp(S)

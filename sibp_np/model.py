@@ -236,8 +236,7 @@ class MLP:
     def loss_and_grads(self, X, y):
         """Batch-mean loss and its gradients (for the explicit methods). X, y already checked."""
         G, F = self.forward_cache(X)
-        loss, delta = self.loss.value_and_sample_grad(F[-1], y)
-        delta /= delta.dtype.type(X.shape[0])  # the batch-mean loss's gradient, Loss.mean_grad
+        loss, delta = self.loss.value_and_mean_grad(F[-1], y)
         return loss, self.backward(G, F, delta)
 
     def gradient_norm(self, X, y, chunk=4096):

@@ -96,12 +96,11 @@ class ProxBP(Method):
         """One ProxBP iteration on ``(X, y)``; returns the batch-mean loss before it."""
         X, y = model.check_Xy(X, y)
         G, F = model.forward_cache(X)
-        loss, delta = model.loss.value_and_sample_grad(F[-1], y)
         L = model.n_layers
         eta = model.dtype.type(self.eta)
         # plain back propagation with the old weights: dz[i] = dL/dG_{i+1}
         dz = [None] * L
-        dz[L - 1] = delta / delta.dtype.type(X.shape[0])  # Loss.mean_grad
+        loss, dz[L - 1] = model.loss.value_and_mean_grad(F[-1], y)
         layers = list(model.layers())
         for i in range(L - 2, -1, -1):
             dz[i] = layers[i][2].backprop(G[i + 1], dz[i + 1] @ layers[i + 1][0])

@@ -57,11 +57,16 @@ def epoch_seconds(model, method, X, y, order, B):
     return total
 
 
+def _bare_weights(layers, dtype, r):
+    """The weights of the bare-NumPy loops below, ``(n_out, n_in)`` each, drawn from ``r``."""
+    return [r.normal(0, 0.01, (b, a)).astype(dtype) for a, b in zip(layers[:-1], layers[1:])]
+
+
 def numpy_floor_epoch(layers, X, y, order, B, lr=0.1, seed=0):
     """The floor for our SGD: a bare NumPy loop with the same matrix products (forward, dW, dH, ReLU,
     softmax cross-entropy), no checks, no engine. Seconds of one epoch."""
     r = np.random.default_rng(seed)
-    Ws = [r.normal(0, 0.01, (b, a)).astype(X.dtype) for a, b in zip(layers[:-1], layers[1:])]
+    Ws = _bare_weights(layers, X.dtype, r)
     bs = [np.zeros(b, X.dtype) for b in layers[1:]]
     lr = X.dtype.type(lr)
     total = 0.0
@@ -93,7 +98,7 @@ def numpy_matmul_epoch(layers, X, y, order, B, seed=0):
     """The matrix products of our SGD step alone (forward, dW, delta; same shapes, same order), with
     no elementwise work at all: a bound below any NumPy SGD on this BLAS. Seconds of one epoch."""
     r = np.random.default_rng(seed)
-    Ws = [r.normal(0, 0.01, (b, a)).astype(X.dtype) for a, b in zip(layers[:-1], layers[1:])]
+    Ws = _bare_weights(layers, X.dtype, r)
     Ds = [r.normal(0, 0.01, (B, b)).astype(X.dtype) for b in layers[1:]]
     total = 0.0
     for j in range(0, len(order) - B + 1, B):
