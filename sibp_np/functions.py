@@ -176,6 +176,9 @@ class Loss:
 
     name = "base"
     task = "classification"
+    #: whether the loss is a quadratic in ``F_N`` (a squared error): its curvature along the error never
+    #: decays, so SIBP caps its hidden layers' steps by default (``neuron_step``)
+    quadratic = False
 
     def value(self, F, y):
         """Mean loss over the rows of ``F`` (float)."""
@@ -193,6 +196,14 @@ class Loss:
         """``(value(F, y), sample_grad(F, y))``, the same numbers as the two calls; a loss may share
         the work between them (cross-entropy computes the softmax once)."""
         return self.value(F, y), self.sample_grad(F, y)
+
+    def error_curvature(self, F, delta):
+        """``h = <delta, H delta> / ||delta||^2``: the curvature of the loss along the per-sample error
+        ``delta = sample_grad(F, y)``, with ``H`` the per-sample Hessian in ``F`` (summed over the rows).
+        Moving every row of ``F`` by ``-s delta_n`` lowers the quadratic model of the loss most at
+        ``s = 1 / h``; SIBP caps its hidden layers' steps by it (``neuron_step="capped"``). 1 for
+        squared errors."""
+        return 1.0
 
     def value_and_mean_grad(self, F, y):
         """``(value(F, y), mean_grad(F, y))`` from :meth:`value_and_sample_grad` (what the explicit
@@ -229,12 +240,23 @@ class SoftmaxCrossEntropy(Loss):
         E[rows, y] -= 1
         return value, E
 
+    def error_curvature(self, F, delta):
+        """``H_n = diag(p_n) - p_n p_n^T`` with ``p = softmax(F)``, so ``<delta_n, H_n delta_n> =
+        sum_k p_nk delta_nk^2 - (sum_k p_nk delta_nk)^2`` (at most ``||delta_n||^2 / 2``)."""
+        xp = array_module(F)
+        P = softmax(F)
+        PD = P * delta
+        num = float(xp.vdot(PD.ravel(), delta.ravel())) - float((PD.sum(axis=1) ** 2).sum())
+        den = float(xp.vdot(delta.ravel(), delta.ravel()))
+        return max(num, 0.0) / den if den > 0 else 0.0
+
 
 class SquaredError(Loss):
     """``L = (1/B) sum_n 1/2 ||F_n - Y_n||^2`` on one-hot targets: a *classification* loss on integer
     labels (scored by accuracy). For real-valued targets use ``"mse"``."""
 
     name = "squared_error"
+    quadratic = True
 
     def value(self, F, y):
         xp = array_module(F)
@@ -254,6 +276,7 @@ class MeanSquaredError(Loss):
 
     name = "mse"
     task = "regression"
+    quadratic = True
 
     def value(self, F, Y):
         R = F - Y

@@ -50,6 +50,9 @@ class NCGResult:
         Line searches that found no Armijo step.
     restarts : int
         Times the direction was reset to steepest descent (non-descent direction or failed search).
+    steps : list of (float, float)
+        For each line search, the first trial step ``alpha0`` and the accepted step (0.0 when the
+        search found none): how far the Gauss-Newton guess was from what Armijo took.
     success : bool
     message : str
     """
@@ -61,6 +64,7 @@ class NCGResult:
     trials: int = 0
     rejected: int = 0
     restarts: int = 0
+    steps: list = dataclasses.field(default_factory=list)
     success: bool = True
     message: str = ""
 
@@ -138,6 +142,7 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
         ls = armijo_backtracking(problem.phi, f, dphi0, alpha0, c1=c1, shrink=shrink,
                                  max_trials=max_trials)
         res.trials += ls.trials
+        res.steps.append((alpha0, ls.alpha))
         k += 1
         if not ls.accepted:
             res.rejected += 1

@@ -297,6 +297,13 @@ class SIBP(Method):
         and never less than the paper's term (see Notes). The
         default is ``"weights"`` with ``safeguard="none"`` or ``compat="matlab"``. The latter allows
         no other value.
+    neuron_step : {"capped", "plain"}, optional
+        The step of eq. (9) on a hidden layer's neurons, ``T_i = F_i - eta_i delta_i``. ``"plain"`` is
+        the paper's ``eta_i = eta``. ``"capped"`` uses ``eta_i = min(eta, ||delta_N||^2 / (L h
+        ||delta_i||^2))``, with ``h`` the loss's curvature along the output error ``delta_N`` (see
+        Notes). The default is ``"capped"`` for the squared-error losses (``"mse"``,
+        ``"squared_error"``) and ``"plain"`` for cross-entropy, with ``safeguard="none"`` and with
+        ``compat="matlab"``.
     compat : {None, "matlab"}
         ``"matlab"`` replaces the inner solver by the authors' own (``FR3.m``/``FR4.m``), reproduced
         step for step with all its quirks (:mod:`sibp_np.matlab_compat`); ``cg_steps`` is their
@@ -359,6 +366,20 @@ class SIBP(Method):
     output-space term the trust region can be looser (``trust_radius=4``). The scale costs one
     reduction over ``F_i`` per layer and step.
 
+    **The capped step on the hidden neurons** (``neuron_step="capped"``), a departure from the paper
+    for squared errors. A hidden layer ``i`` that moves its output toward ``T_i`` by the fraction ``c``
+    moves the network's output, to first order, by ``-c eta J_i J_i^T delta_N``, where ``J_i`` is the
+    Jacobian of ``F_N`` in ``F_i`` (eq. 9 makes ``delta_i = J_i^T delta_N``). Its component along
+    ``delta_N`` is ``c eta ||delta_i||^2 / ||delta_N||^2`` times ``delta_N``. The layers' moves add
+    up, and the layers above a hidden layer amplify its move by the square of their gain. A squared
+    error has the constant curvature ``h = 1`` along ``delta_N``, so the output overshoots its target
+    once that sum passes ``2 / h``, and the iterates oscillate (the loss spikes; ``tools/RESULTS.md``
+    measures a 2-32-32-1 regressor whose output moved 15-23 times its target step). The cap keeps each
+    hidden layer's share at most ``1 / (L h)``, so that all of them together stay within the Newton
+    step ``1 / h`` of the loss along ``delta_N``. It costs one reduction per layer and step. For
+    cross-entropy ``h`` is at most 1/2 and falls as the fit gets confident; on mnist-5k the cap cost
+    accuracy at ``eta = 100`` (0.79 against 0.98 train after 5 epochs), so it is off there by default.
+
     **Where the default differs from the authors' MATLAB code** (``sibp_inner.m``, ``FR3.m``,
     ``FR4.m``; ``compat="matlab"`` reproduces theirs):
 
@@ -375,7 +396,7 @@ class SIBP(Method):
     * a subproblem stops before ``cg_steps`` iterations when the decrease predicted along the next
       direction is below the rounding level of the objective (in float32 the tiny output-bias problem
       is solved exactly in one or two iterations, and further trials would only compare noise);
-    * the trust region above.
+    * the trust region, the output-space proximal term and the capped step above.
 
     The minibatch loss returned by :meth:`step` is the batch-mean loss before the update, like every
     other method's.
@@ -390,6 +411,7 @@ class SIBP(Method):
     safeguard = Hyperparameter(check_optional_choice, choices=SAFEGUARDS)
     trust_radius = Hyperparameter(check_positive)
     prox_metric = Hyperparameter(check_optional_choice, choices=PROX_METRICS)
+    neuron_step = Hyperparameter(check_optional_choice, choices=("capped", "plain"))
     compat = Hyperparameter(check_optional_choice, choices=("matlab",))
     c1 = Hyperparameter(check_open_unit)
     shrink = Hyperparameter(check_open_unit)
@@ -397,17 +419,18 @@ class SIBP(Method):
     record_stats = Hyperparameter(check_bool)
 
     def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", output_solve="ncg",
-                 weight_solver="auto", safeguard=None, trust_radius=4.0, prox_metric=None, compat=None,
-                 c1=1e-4, shrink=0.5, max_trials=20, record_stats=False):
+                 weight_solver="auto", safeguard=None, trust_radius=4.0, prox_metric=None,
+                 neuron_step=None, compat=None, c1=1e-4, shrink=0.5, max_trials=20, record_stats=False):
         super().__init__()
         self.stats = []
         self.last_targets = None  # T_i for each layer (index i+1 for code layer i), kept for inspection
         self.last_deltas = None   # delta_i, the errors that made them (eqs. 6 and 9)
+        self.last_etas = None     # the step on the neurons that made each T_i (eta, or less when capped)
         self.matmuls_last_step = 0
         self.eta, self.lam, self.cg_steps, self.cg_variant = eta, lam, cg_steps, cg_variant
         self.output_solve, self.weight_solver, self.compat = output_solve, weight_solver, compat
         self.safeguard, self.trust_radius, self.c1, self.shrink = safeguard, trust_radius, c1, shrink
-        self.prox_metric = prox_metric
+        self.prox_metric, self.neuron_step = prox_metric, neuron_step
         self.max_trials, self.record_stats = max_trials, record_stats
 
     def _validate(self):
@@ -439,11 +462,15 @@ class SIBP(Method):
         kappa = self.trust_radius / L if self.safeguard == "trust-region" else None
         step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products
         deltas = [None] * (L + 1)
+        self.last_etas = [None] * (L + 1)
+        cap = self._neuron_cap(model, F[-1], delta)
         layers = list(model.layers())
         flops = sum(2 * X.shape[0] * W.size for W, _, _ in layers)
         for i in range(L - 1, -1, -1):
             W, b, act = layers[i]
-            T = F[i + 1] - eta * delta  # F_{i+1}^{k+1/2}
+            eta_i = eta if cap is None or i == L - 1 else self._capped_step(xp, eta, delta, cap)
+            T = F[i + 1] - eta_i * delta  # F_{i+1}^{k+1/2}
+            self.last_etas[i + 1] = float(eta_i)
             targets[i + 1], deltas[i + 1] = T, delta
             output = i == L - 1
             lam_W, lam_b = self._prox_weights(xp, F[i])
@@ -483,6 +510,33 @@ class SIBP(Method):
         if self.record_stats:
             self.stats.append(step_stats)
         return loss
+
+    def _neuron_step_in_use(self, loss):
+        """``neuron_step`` as given, or its default for ``loss``: ``"capped"`` for a squared error
+        (with the default safeguard), ``"plain"`` otherwise."""
+        if self.neuron_step is not None:
+            return self.neuron_step
+        plain = self.compat == "matlab" or self.safeguard == "none" or not loss.quadratic
+        return "plain" if plain else "capped"
+
+    def _neuron_cap(self, model, F_N, delta_N):
+        """``||delta_N||^2 / (L h)`` for ``neuron_step="capped"`` (``h``: the loss's curvature along
+        ``delta_N``, :meth:`~sibp_np.functions.Loss.error_curvature`), else None."""
+        if self._neuron_step_in_use(model.loss) != "capped":
+            return None
+        h = model.loss.error_curvature(F_N, delta_N)
+        if not h > 0:
+            return None
+        xp = model.xp
+        return float(xp.vdot(delta_N.ravel(), delta_N.ravel())) / (model.n_layers * h)
+
+    @staticmethod
+    def _capped_step(xp, eta, delta, cap):
+        """``min(eta, cap / ||delta_i||^2)``: the hidden layer's step on its neurons (eq. 9)."""
+        d2 = float(xp.vdot(delta.ravel(), delta.ravel()))
+        if not (d2 * eta > cap and math.isfinite(d2)):
+            return eta
+        return eta.dtype.type(cap / d2)
 
     def _prox_weights(self, xp, F):
         """``(lam_W, lam_b)``, the proximal weights of (7) for the layer with input ``F``: ``lam`` for
@@ -529,7 +583,7 @@ class SIBP(Method):
         if self.record_stats:
             step_stats.append({"layer": layer, "param": name, "f0": res.f0, "f": res.f,
                                "iterations": res.iterations, "trials": res.trials,
-                               "rejected": res.rejected, "restarts": res.restarts,
+                               "rejected": res.rejected, "restarts": res.restarts, "steps": res.steps,
                                "matmuls": prob.matmuls, "form": form, "step_norm": prob.step_norm(),
                                "radius": prob.radius, "lam": prob.lam, "message": res.message})
         return prob.matmuls, prob.flops

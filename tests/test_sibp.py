@@ -320,3 +320,74 @@ def test_sibp_trains_smooth_activations_through_the_generic_residual(activation)
     h = fit(model, m, X, y, epochs=5, batch_size=20, verbose=0, seed=0)
     assert h.diverged is None and h.last["train_loss"] < 0.5 * h.records[0]["train_loss"]
     assert all(s["f"] <= s["f0"] for step in m.stats for s in step)
+
+
+# ------------------------------------------------------------------------------ the capped neuron step
+def regression_problem(seed=0, n=30, sizes=(3, 12, 12, 2)):
+    r = np.random.default_rng(seed)
+    model = MLP(sizes, loss="mse", init="he", seed=seed, dtype="float64")
+    for W in model.weights:  # gains above 1, so that the layers above amplify the hidden steps
+        W *= 3.0
+    return model, r.normal(size=(n, sizes[0])), r.normal(size=(n, sizes[-1]))
+
+
+def test_capped_step_is_the_smaller_of_eta_and_a_share_of_the_newton_step():
+    model, X, Y = regression_problem()
+    L = model.n_layers
+    G, F = model.forward_cache(model.check_X(X))
+    eta = 0.8
+    m = SIBP(eta=eta, lam=1.0)  # a squared error: capped by default
+    m.step(model, X, Y)
+    delta_N = F[-1] - Y  # the per-sample error; the loss's curvature along it is 1
+    assert m.last_etas[L] == eta
+    np.testing.assert_allclose(m.last_targets[L], F[-1] - eta * delta_N, rtol=1e-12)
+    capped = 0
+    for i in range(1, L):
+        d = m.last_deltas[i]
+        expected = min(eta, (delta_N ** 2).sum() / (L * (d ** 2).sum()))
+        assert m.last_etas[i] == pytest.approx(expected, rel=1e-12)
+        np.testing.assert_allclose(m.last_targets[i], F[i] - expected * d, rtol=1e-12)
+        capped += expected < eta
+    assert capped == L - 1  # the problem is built so that the cap binds on every hidden layer
+
+
+@pytest.mark.parametrize("kw,loss", [({}, "cross_entropy"), ({"safeguard": "none"}, "mse"),
+                                     ({"neuron_step": "plain"}, "mse")])
+def test_plain_step_is_eta_on_every_layer(kw, loss):
+    # cross-entropy (by default), the paper's algorithm (safeguard="none") and neuron_step="plain"
+    model, X, Y = regression_problem()
+    if loss == "cross_entropy":
+        model = MLP((3, 12, 12, 2), init="he", seed=0, dtype="float64")
+        Y = (X[:, 0] > 0).astype(int)
+    m = SIBP(eta=0.8, **kw)
+    m.step(model, X, Y)
+    assert m.last_etas[1:] == [0.8] * model.n_layers
+
+
+def test_capped_step_keeps_a_stiff_regression_from_overshooting():
+    # the output's move along its target step, with gains of 3 per layer: the paper's step overshoots
+    # the target T_N = Y (eta = 1) several times over; the capped one stays within twice the target
+    moves = {}
+    for step in ("plain", "capped"):
+        model, X, Y = regression_problem()
+        F_N = model.forward(X)
+        m = SIBP(eta=1.0, lam=1.0, neuron_step=step)
+        m.step(model, X, Y)
+        target = m.last_targets[-1] - F_N
+        moves[step] = ((model.forward(X) - F_N) * target).sum() / (target ** 2).sum()
+    assert moves["plain"] > 3 and 0 < moves["capped"] < 2, moves
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cross_entropy_error_curvature_matches_finite_differences(seed):
+    from sibp_np.functions import get_loss
+    r = np.random.default_rng(seed)
+    F, y = 3 * r.normal(size=(7, 4)), r.integers(0, 4, size=7)
+    loss = get_loss("cross_entropy")
+    delta = loss.sample_grad(F, y)
+    eps = 1e-6  # <delta, H delta> by central differences of the per-sample gradient
+    Hd = (loss.sample_grad(F + eps * delta, y) - loss.sample_grad(F - eps * delta, y)) / (2 * eps)
+    h = loss.error_curvature(F, delta)
+    assert h == pytest.approx((delta * Hd).sum() / (delta ** 2).sum(), rel=1e-6)
+    assert 0 < h <= 0.5
+    assert get_loss("mse").error_curvature(F, delta) == 1.0

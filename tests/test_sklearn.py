@@ -28,7 +28,7 @@ def blobs(n=120, seed=0):
                                     np.array([30, 10, 20], dtype=np.int8)])
 def test_any_labels_are_encoded_and_decoded(labels):
     X, y = blobs()
-    clf = MLPClassifier(hidden_layer_sizes=(16,), epochs=20, batch_size=20, random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=20, batch_size=20, random_state=0)
     clf.fit(X, labels[y])
     assert list(clf.classes_) == sorted(labels)
     pred = clf.predict(X)
@@ -40,7 +40,7 @@ def test_any_labels_are_encoded_and_decoded(labels):
 def test_binary_minus_one_plus_one():
     X, y = blobs()
     y = np.where(y == 0, -1, 1)
-    clf = MLPClassifier(hidden_layer_sizes=(16,), epochs=20, batch_size=20, random_state=0).fit(X, y)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=20, batch_size=20, random_state=0).fit(X, y)
     assert list(clf.classes_) == [-1, 1] and clf.predict_proba(X).shape == (120, 2)
     assert clf.score(X, y) > 0.9
 
@@ -61,7 +61,7 @@ def test_partial_fit_needs_the_classes_first_and_keeps_them():
 
 def test_estimator_early_stopping_keeps_the_best_epoch():
     X, y = blobs(400)
-    clf = MLPClassifier(hidden_layer_sizes=(32,), epochs=60, batch_size=20, early_stopping=True,
+    clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=60, batch_size=20, early_stopping=True,
                         n_iter_no_change=2, random_state=0,
                         method_params={"eta": 1.0, "lam": 1.0}).fit(X, y)
     stop = clf.history_.summary["early_stopping"]
@@ -69,21 +69,74 @@ def test_estimator_early_stopping_keeps_the_best_epoch():
     assert stop["best_epoch"] == clf.n_iter_ - 2 and stop["restored"]
 
 
-def test_regressor_learns_a_smooth_function_and_pickles():
+def sin_task():
     r = np.random.default_rng(0)
     X = r.uniform(-1, 1, size=(600, 2))
-    y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2
-    reg = MLPRegressor(hidden_layer_sizes=(32, 32), epochs=20, batch_size=50, random_state=0)
-    reg.fit(X[:500], y[:500])
-    assert reg.score(X[500:], y[500:]) > 0.9 and reg.predict(X).shape == (600,)
+    return X, np.sin(3 * X[:, 0]) + X[:, 1] ** 2
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_regressor_at_its_defaults_fits_a_smooth_function_without_a_spike(seed):
+    # 60 epochs at the defaults on the seeds' own initial weights and minibatches. Over seeds 0-9 the
+    # held-out R^2 is 0.97-0.99 (tools/regression.py seeds); before the capped neuron step the same
+    # task gave 0.68-1.00, and every seed had a spike
+    X, y = sin_task()
+    reg = MLPRegressor(hidden_layer_sizes=(32, 32), max_iter=60, tol=0.0, batch_size=50,
+                       random_state=seed).fit(X[:500], y[:500])
+    losses = [r["train_loss"] for r in reg.history_.records[1:]]
+    assert reg.n_iter_ == 60
+    for e in range(10, 60):  # no epoch's training loss more than 3x the best before it
+        assert losses[e] <= 3 * min(losses[:e]), (e, losses)
+    assert reg.score(X[500:], y[500:]) > 0.9
+
+
+def test_regressor_pickles_and_predicts_the_shape_of_y():
+    X, y = sin_task()
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, batch_size=50, random_state=0).fit(X, y)
+    assert reg.predict(X).shape == (600,)
     again = pickle.loads(pickle.dumps(reg))
     np.testing.assert_array_equal(again.predict(X), reg.predict(X))
+
+
+@pytest.mark.parametrize("method", ["sibp", "sgd", "adam"])
+def test_regressor_does_not_care_about_the_units_of_y(method):
+    # y is standardised inside: fitting c y predicts c times what fitting y predicts, and the score is
+    # the same (float64, so the two runs round alike up to the last bits)
+    X, y = sin_task()
+    kw = dict(hidden_layer_sizes=(16,), max_iter=3, batch_size=50, dtype="float64", random_state=0,
+              method=method)
+    base = MLPRegressor(**kw).fit(X, y)
+    for c, shift in ((1e-3, 0.0), (250.0, -40.0)):
+        scaled = MLPRegressor(**kw).fit(X, c * y + shift)
+        np.testing.assert_allclose(scaled.predict(X), c * base.predict(X) + shift, rtol=1e-9,
+                                   atol=1e-9 * c)
+        assert scaled.score(X, c * y + shift) == pytest.approx(base.score(X, y), abs=1e-9)
+
+
+def test_max_iter_and_the_tol_stop_follow_scikit_learn():
+    X, y = blobs()
+    kw = dict(hidden_layer_sizes=(8,), batch_size=20, random_state=0)
+    # no epoch can improve the training loss by 1e9: the run stops after n_iter_no_change epochs
+    clf = MLPClassifier(max_iter=50, tol=1e9, n_iter_no_change=4, **kw).fit(X, y)
+    assert clf.n_iter_ == 4 and clf.history_.summary["early_stopping"]["monitor"] == "train_loss"
+    assert not clf.history_.summary["early_stopping"]["restored"]
+    # without a stop it runs max_iter epochs
+    assert MLPClassifier(max_iter=7, tol=0.0, n_iter_no_change=100, **kw).fit(X, y).n_iter_ == 7
+
+
+def test_epochs_is_a_deprecated_alias_that_trains_exactly_that_many_epochs():
+    X, y = blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), epochs=3, tol=1e9, n_iter_no_change=1, random_state=0)
+    with pytest.warns(FutureWarning, match="epochs is deprecated.*use max_iter"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 3
 
 
 def test_bad_parameters_are_named_at_fit():
     X, y = blobs()
     for kw, match in [({"hidden_layer_sizes": (0,)}, r"hidden_layer_sizes\[0\] must be >= 1"),
-                      ({"epochs": -1}, "epochs must be >= 0"),
+                      ({"max_iter": -1}, "max_iter must be >= 0"),
+                      ({"tol": -1e-3}, "tol must be"),
                       ({"validation_fraction": 1.0}, "validation_fraction must lie in"),
                       ({"method": "newton"}, "method='newton' is not known"),
                       ({"method_params": {"eta": -1}}, "eta must be a finite number > 0")]:
