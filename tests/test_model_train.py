@@ -102,6 +102,7 @@ def test_bad_fit_arguments(kw, err, match):
         fit(m, SGD(lr=0.1), X, y, verbose=0, **kw)
 
 
+@pytest.mark.outcome
 def test_fit_is_deterministic_and_records_epochs(tmp_path):
     runs = []
     for _ in range(2):

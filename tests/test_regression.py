@@ -37,6 +37,7 @@ def test_sibp_output_target_for_squared_error_is_F_minus_eta_times_residual():
     np.testing.assert_allclose(s.last_targets[-1], F_N - 0.3 * (F_N - y[:, None]), rtol=1e-12)
 
 
+@pytest.mark.outcome
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_fits_a_regression(name):
     X, y = smooth()

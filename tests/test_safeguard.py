@@ -213,27 +213,34 @@ def test_step_norms_within_the_radius_on_a_network():
     assert any(s["message"] == "stopped on the trust-region boundary" for s in rows)
 
 
+@pytest.mark.outcome
 def test_default_trains_a_deep_net_where_the_plain_algorithm_fails():
-    """20-16x6-3 on separable synthetic data at eta = 1: the plain Algorithm 1 blows the loss up, the
-    trust-region default trains."""
-    r = np.random.default_rng(0)
-    n = 600
-    centers = r.normal(size=(3, 20)) * 2
-    y = r.integers(0, 3, size=n)
-    X = centers[y] + r.normal(size=(n, 20))
-    sizes = (20,) + (16,) * 6 + (3,)
-    results = {}
-    for safeguard in ("none", "trust-region"):
-        model = MLP(sizes, init_std=0.1, seed=0, dtype="float64")
-        with np.errstate(all="ignore"):
-            h = fit(model, SIBP(eta=1.0, lam=1.0, safeguard=safeguard), X, y, epochs=3, batch_size=50,
-                    seed=0, verbose=0)
-        results[safeguard] = h
-    plain, safe = results["none"], results["trust-region"]
-    start = plain["train_loss"][0]
-    assert plain.diverged is not None or plain.last["train_loss"] > 1e3 * start
-    assert safe.diverged is None and safe.last["train_loss"] < 0.05 * start
-    assert safe.last["train_acc"] > 0.99
+    """20-16x6-3 on separable synthetic data at eta = 1, over 5 seeds (data, init and minibatches): the
+    trust-region default never diverges and lowers the loss on every seed, the plain Algorithm 1 blows
+    the loss up on some. Over 50 seeds (these 5 under the 10 shifts of tools/seed_audit.py) the default
+    ended at 0.4-44% of the starting loss (train accuracy 0.68-1.0), and the plain algorithm ended
+    above 1e3 times the start on 39 of 50, at least 2 in every 5."""
+    blew_up = 0
+    for seed in range(5):
+        r = np.random.default_rng(seed)
+        n = 600
+        centers = r.normal(size=(3, 20)) * 2
+        y = r.integers(0, 3, size=n)
+        X = centers[y] + r.normal(size=(n, 20))
+        sizes = (20,) + (16,) * 6 + (3,)
+        results = {}
+        for safeguard in ("none", "trust-region"):
+            model = MLP(sizes, init_std=0.1, seed=seed, dtype="float64")
+            with np.errstate(all="ignore"):
+                h = fit(model, SIBP(eta=1.0, lam=1.0, safeguard=safeguard), X, y, epochs=3,
+                        batch_size=50, seed=seed, verbose=0)
+            results[safeguard] = h
+        plain, safe = results["none"], results["trust-region"]
+        start = plain["train_loss"][0]
+        blew_up += plain.diverged is not None or plain.last["train_loss"] > 1e3 * start
+        assert safe.diverged is None and safe.last["train_loss"] < 0.7 * start, seed
+        assert safe.last["train_acc"] > 0.5, seed  # chance is 1/3
+    assert blew_up >= 1
 
 
 def test_prox_metric_defaults_follow_the_safeguard_and_compat():
@@ -266,16 +273,19 @@ def test_output_metric_makes_the_step_independent_of_the_input_scale(metric):
     assert same == (metric == "output")
 
 
+@pytest.mark.outcome
 def test_default_trains_the_papers_deep_net_at_eta_10():
-    """Issue 10's headline: 784-600x10-10 on the embedded mnist-5k, N(0, 0.05^2), 2 epochs, eta = 10,
-    lam = 1. The previous default (the trust region alone) ended at 0.33 train accuracy here, the
-    authors' code at chance; the default ends at 0.85-0.92 on each of 8 seeds (tools/RESULTS.md)."""
+    """The deep network of Figure 4: 784-600x10-10 on the embedded mnist-5k, N(0, 0.05^2), 2 epochs,
+    eta = 10, lam = 1. The previous default (the trust region alone) ended at 0.33 train accuracy here,
+    the authors' code at chance. Over the seeds 0-9 of tools/seed_audit.py (each another train/val
+    split, init and shuffling) the default ends at 0.75-0.91 train and 0.74-0.89 validation accuracy;
+    the bound leaves a margin under the lowest, far above the previous default and chance."""
     data = load_dataset("mnist-5k")
     model = MLP([784] + [600] * 10 + [10], init_std=0.05, seed=0)
     with np.errstate(all="ignore"):
         h = fit(model, SIBP(eta=10.0, lam=1.0), *data.train, val=data.val, epochs=2, seed=0, verbose=0)
     assert h.diverged is None
-    assert h.last["train_acc"] >= 0.80 and h.last["val_acc"] >= 0.78
+    assert h.last["train_acc"] >= 0.65 and h.last["val_acc"] >= 0.65
 
 
 def test_output_metric_scale_and_its_floor_in_the_statistics():

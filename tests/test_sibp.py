@@ -271,18 +271,22 @@ def test_matmul_count_matches_design():
         assert m.matmuls_last_step >= m.matmul_design(model, len(X)) - 2 * 5  # early stops only
 
 
+@pytest.mark.outcome
 @pytest.mark.parametrize("safeguard,epochs", [("none", 3), ("trust-region", 5)])
 def test_sibp_trains_where_sgd_at_the_same_huge_step_does_not(safeguard, epochs):
-    # the trust region bounds each step, so the default gets a few more epochs from the small init
-    r = np.random.default_rng(0)
-    X = r.normal(size=(200, 10))
-    y = (X[:, 0] + X[:, 1] > 0).astype(int)
-    m1, m2 = MLP([10, 16, 2], seed=0, dtype="float64"), MLP([10, 16, 2], seed=0, dtype="float64")
-    h1 = fit(m1, SIBP(eta=100.0, safeguard=safeguard), X, y, epochs=epochs, batch_size=20, verbose=0,
-             seed=0)
-    h2 = fit(m2, SGD(lr=100.0), X, y, epochs=epochs, batch_size=20, verbose=0, seed=0)
-    assert h1.diverged is None and h1.last["train_acc"] > 0.9
-    assert h2.diverged is not None or h2.last["train_acc"] < 0.8
+    # the trust region bounds each step, so the default gets a few more epochs from the small init.
+    # Over 50 seeds (these 3 and 2 more, under the 10 shifts of tools/seed_audit.py) SIBP ended at
+    # 0.855-1.0 and SGD at most 0.76, never less than 0.2 apart
+    for seed in range(3):
+        r = np.random.default_rng(seed)
+        X = r.normal(size=(200, 10))
+        y = (X[:, 0] + X[:, 1] > 0).astype(int)
+        m1, m2 = MLP([10, 16, 2], seed=seed, dtype="float64"), MLP([10, 16, 2], seed=seed, dtype="float64")
+        h1 = fit(m1, SIBP(eta=100.0, safeguard=safeguard), X, y, epochs=epochs, batch_size=20,
+                 verbose=0, seed=seed)
+        h2 = fit(m2, SGD(lr=100.0), X, y, epochs=epochs, batch_size=20, verbose=0, seed=seed)
+        assert h1.diverged is None and h1.last["train_acc"] > 0.8, seed
+        assert h2.diverged is not None or h2.last["train_acc"] < h1.last["train_acc"] - 0.15, seed
 
 
 @pytest.mark.parametrize("kw,match", [(dict(eta=0), "eta must be a finite number > 0"),
@@ -310,6 +314,7 @@ def test_sibp_handles_huge_eta_and_tiny_lam_with_bounded_work(safeguard):
     assert h.diverged is None and len(h) == 3 and model.params_finite()
 
 
+@pytest.mark.outcome
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
 def test_sibp_trains_smooth_activations_through_the_generic_residual(activation):
     r = np.random.default_rng(1)

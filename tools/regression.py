@@ -125,12 +125,12 @@ def scale(a):
     from sibp_np import fit
     from sibp_np.sklearn import MLPRegressor
     X, y, Xt, yt = sin_task()
-    print("| c | SIBP default (fit, eta=1) | SIBP neuron_step='plain', eta=0.1 "
+    print("| c | SIBP(eta=0.1, lam=0.5) via fit | SIBP(eta=0.1, neuron_step='plain') via fit "
           "| MLPRegressor() max_iter=60 |")
     print("|---|---|---|---|")
     for c in (0.01, 1.0, 100.0):
         row = []
-        for kw in ({"eta": 1.0}, {"eta": 0.1, "neuron_step": "plain"}):
+        for kw in ({"eta": 0.1, "lam": 0.5}, {"eta": 0.1, "neuron_step": "plain"}):
             model = MLP([2, 32, 32, 1], init_std=0.01, seed=0, loss="mse")
             fit(model, SIBP(**kw), X, c * y, epochs=60, batch_size=50, seed=0, verbose=0)
             p = model.astype("float64").predict(Xt).ravel()
@@ -175,7 +175,9 @@ def methods(a):
     from sklearn.preprocessing import StandardScaler
 
     from sibp_np.sklearn import MLPClassifier, MLPRegressor
-    tasks = {"friedman1, raw y (R^2)": (make_friedman1(noise=1.0, random_state=0), True),
+    tasks = {"friedman1, 100 samples, raw y (R^2)": (make_friedman1(noise=1.0, random_state=0), True),
+             "friedman1, 1,000 samples, raw y (R^2)":
+                 (make_friedman1(1000, noise=1.0, random_state=0), True),
              "wine (accuracy)": (load_wine(return_X_y=True), False),
              "digits (accuracy)": (load_digits(return_X_y=True), False)}
     names = ("sibp", "sgd", "adam", "rmsprop", "proxbp")
