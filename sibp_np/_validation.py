@@ -59,11 +59,12 @@ def check_dtype(name, value):
     return dt
 
 
-def check_X(X, n_features, backend, dtype, name="X"):
+def check_X(X, n_features, backend, dtype, name="X", values=True):
     """Validate features ``(n_samples, n_features)`` and return them on ``backend`` as ``dtype``.
 
     Lists, non-contiguous and Fortran-ordered arrays are accepted (copied to C order); float16 and
-    non-numeric data are not.
+    non-numeric data are not. ``values=False`` leaves out the check that every value is finite (the
+    one that reads from the device): the caller makes it, together with others, in one read.
     """
     xp = backend.xp
     if isinstance(X, (list, tuple)):
@@ -85,7 +86,7 @@ def check_X(X, n_features, backend, dtype, name="X"):
     if kind not in "fiub":
         raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
     out = xp.ascontiguousarray(backend.asarray(X, dtype=dtype))
-    if kind == "f" and not bool(xp.isfinite(out).all()):
+    if values and not backend.to_bool(xp.isfinite(out).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return out
 
@@ -104,8 +105,9 @@ def _check_length(name, y, n_samples):
                          f"{n_samples} and {y.shape[0]})")
 
 
-def check_y(y, n_samples, n_classes, backend, name="y"):
-    """Validate integer labels ``(n_samples,)`` in ``[0, n_classes)``; return int64 on ``backend``."""
+def check_y(y, n_samples, n_classes, backend, name="y", values=True):
+    """Validate integer labels ``(n_samples,)`` in ``[0, n_classes)``; return int64 on ``backend``.
+    ``values=False`` leaves the range check to the caller (:func:`check_label_range`)."""
     xp = backend.xp
     y = _targets_array(y, backend, name, "integer labels")
     if y.ndim != 1:
@@ -113,16 +115,23 @@ def check_y(y, n_samples, n_classes, backend, name="y"):
                          f"{tuple(y.shape)} (one-hot targets are not accepted; pass y.argmax(1))")
     _check_length(name, y, n_samples)
     if y.dtype.kind not in "iu":
-        if y.dtype.kind == "f" and bool(xp.all(xp.asarray(y) == xp.round(xp.asarray(y)))):
+        if y.dtype.kind == "f" and backend.to_bool(xp.all(xp.asarray(y) == xp.round(xp.asarray(y)))):
             pass  # integral floats are accepted
         else:
             raise TypeError(f"{name} must hold integer class labels, got dtype {y.dtype}")
     y = backend.asarray(y)
-    lo, hi = int(y.min()), int(y.max())
+    if values:
+        lo, hi = backend.to_host(xp.stack([y.min(), y.max()]))
+        check_label_range(lo, hi, n_classes, name)
+    return y.astype(xp.int64, copy=False)
+
+
+def check_label_range(lo, hi, n_classes, name="y"):
+    """Labels in ``[lo, hi]`` (host numbers) must lie in ``[0, n_classes)``."""
+    lo, hi = int(lo), int(hi)
     if lo < 0 or hi >= n_classes:
         raise ValueError(f"{name} has labels in [{lo}, {hi}] but the model has {n_classes} classes "
                          f"(labels must lie in [0, {n_classes - 1}])")
-    return y.astype(xp.int64, copy=False)
 
 
 def check_open_unit(name, value):
@@ -233,7 +242,7 @@ def check_finite_array(name, value, shape, dtype, backend):
     return arr
 
 
-def check_targets(y, n_samples, n_outputs, backend, dtype, name="y"):
+def check_targets(y, n_samples, n_outputs, backend, dtype, name="y", values=True):
     """Validate real regression targets, shape (n_samples,) (one output) or (n_samples, n_outputs);
     return them as ``dtype`` of shape (n_samples, n_outputs) on ``backend``."""
     xp = backend.xp
@@ -248,6 +257,6 @@ def check_targets(y, n_samples, n_outputs, backend, dtype, name="y"):
     if y.dtype.kind not in "fiub":
         raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
     out = xp.ascontiguousarray(backend.asarray(y, dtype=dtype))
-    if not bool(xp.isfinite(out).all()):
+    if values and not backend.to_bool(xp.isfinite(out).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return out

@@ -6,7 +6,7 @@ Notation (paper, eq. 1): ``G_{i+1} = F_i W_i^T + b_i`` (pre-activation, rows are
 import numpy as np
 
 from ._validation import check_choice
-from .backend import array_module
+from .backend import array_module, backend_of
 
 
 class Activation:
@@ -35,17 +35,24 @@ class Activation:
         return self.deriv(Z) * (self.forward(Z) - T)
 
     def residual_sqnorm(self, backend, Z, P, T, alpha, work=None):
-        """``||sigma(Z + alpha P) - T||_F^2`` as a float (one line-search trial)."""
+        """``||sigma(Z + alpha P) - T||_F^2`` as a 0-d array (one line-search trial)."""
         xp = backend.xp
-        R = self.forward(Z + Z.dtype.type(alpha) * P) - T
-        return float(xp.vdot(R.ravel(), R.ravel()))
+        R = self.forward(Z + backend.cast(alpha, Z.dtype) * P) - T
+        return xp.vdot(R.ravel(), R.ravel())
+
+    def residual_sqnorm_multi(self, backend, Z, P, T, alphas, work=None):
+        """:meth:`residual_sqnorm` at every step of ``alphas`` (shape (M,)), as an array of shape (M,):
+        the trials of a batched Armijo search in one pass."""
+        a = alphas.astype(Z.dtype)[:, None, None]
+        R = self.forward(P[None] * a + Z) - T
+        return (R * R).reshape(alphas.shape[0], -1).sum(axis=1)
 
     def curvature(self, backend, Z, P, work=None):
-        """``||sigma'(Z) * P||_F^2``: the Gauss-Newton curvature of the data term along P (``work``: an
-        optional scratch buffer of Z's shape)."""
+        """``||sigma'(Z) * P||_F^2`` as a 0-d array: the Gauss-Newton curvature of the data term along
+        P (``work``: an optional scratch buffer of Z's shape)."""
         xp = backend.xp
         S = self.deriv(Z) * P
-        return float(xp.vdot(S.ravel(), S.ravel()))
+        return xp.vdot(S.ravel(), S.ravel())
 
 
 class Identity(Activation):
@@ -70,17 +77,17 @@ class Identity(Activation):
             work = xp.empty_like(Z)
         backend.shifted(Z, P, alpha, out=work)
         work -= T
-        return float(xp.vdot(work.ravel(), work.ravel()))
+        return xp.vdot(work.ravel(), work.ravel())
 
     def curvature(self, backend, Z, P, work=None):
         """``||P||_F^2`` over Z's shape (a bias direction counts once per sample), summed as
         ``(P * P).sum()``; a one-row ``P`` is squared into ``work`` (``broadcast_to`` costs more
         than the product on the small output layer)."""
         if P.shape == Z.shape:
-            return float((P * P).sum())
+            return (P * P).sum()
         if work is None:
             work = backend.xp.empty_like(Z)
-        return float(backend.xp.multiply(P, P, out=work).sum())
+        return backend.xp.multiply(P, P, out=work).sum()
 
 
 class ReLU(Activation):
@@ -101,6 +108,9 @@ class ReLU(Activation):
 
     def residual_sqnorm(self, backend, Z, P, T, alpha, work=None):
         return backend.masked_residual_sqnorm(Z, P, T, alpha, work=work)
+
+    def residual_sqnorm_multi(self, backend, Z, P, T, alphas, work=None):
+        return backend.masked_residual_sqnorm_multi(Z, P, T, alphas, work=work)
 
     def curvature(self, backend, Z, P, work=None):
         return backend.masked_sqnorm(Z, P, work=work)
@@ -220,7 +230,7 @@ class SoftmaxCrossEntropy(Loss):
 
     def value(self, F, y):
         xp = array_module(F)
-        return float(-log_softmax(F)[xp.arange(F.shape[0]), y].mean())
+        return backend_of(F).to_float(-log_softmax(F)[xp.arange(F.shape[0]), y].mean())
 
     def sample_grad(self, F, y):
         """``softmax(F) - Y``."""
@@ -235,20 +245,21 @@ class SoftmaxCrossEntropy(Loss):
         E = xp.exp(S)
         total = E.sum(axis=1, keepdims=True)
         rows = xp.arange(F.shape[0])
-        value = float(-(S[rows, y] - xp.log(total)[:, 0]).mean())
+        value = backend_of(F).to_float(-(S[rows, y] - xp.log(total)[:, 0]).mean())
         E /= total
         E[rows, y] -= 1
         return value, E
 
     def error_curvature(self, F, delta):
         """``H_n = diag(p_n) - p_n p_n^T`` with ``p = softmax(F)``, so ``<delta_n, H_n delta_n> =
-        sum_k p_nk delta_nk^2 - (sum_k p_nk delta_nk)^2`` (at most ``||delta_n||^2 / 2``)."""
+        sum_k p_nk delta_nk^2 - (sum_k p_nk delta_nk)^2`` (at most ``||delta_n||^2 / 2``), as a 0-d
+        float64 array (no read from the device)."""
         xp = array_module(F)
         P = softmax(F)
         PD = P * delta
-        num = float(xp.vdot(PD.ravel(), delta.ravel())) - float((PD.sum(axis=1) ** 2).sum())
-        den = float(xp.vdot(delta.ravel(), delta.ravel()))
-        return max(num, 0.0) / den if den > 0 else 0.0
+        num = xp.vdot(PD.ravel(), delta.ravel()).astype(xp.float64) - (PD.sum(axis=1) ** 2).sum()
+        den = xp.vdot(delta.ravel(), delta.ravel()).astype(xp.float64)
+        return xp.where(den > 0, xp.maximum(num, 0.0) / xp.where(den > 0, den, 1.0), 0.0)
 
 
 class SquaredError(Loss):
@@ -261,7 +272,7 @@ class SquaredError(Loss):
     def value(self, F, y):
         xp = array_module(F)
         R = F - one_hot(y, F.shape[1], F.dtype, xp)
-        return 0.5 * float(xp.vdot(R.ravel(), R.ravel())) / F.shape[0]
+        return 0.5 * backend_of(F).to_float(xp.vdot(R.ravel(), R.ravel())) / F.shape[0]
 
     def sample_grad(self, F, y):
         xp = array_module(F)
@@ -280,7 +291,7 @@ class MeanSquaredError(Loss):
 
     def value(self, F, Y):
         R = F - Y
-        return 0.5 * float(array_module(F).vdot(R.ravel(), R.ravel())) / F.shape[0]
+        return 0.5 * backend_of(F).to_float(array_module(F).vdot(R.ravel(), R.ravel())) / F.shape[0]
 
     def sample_grad(self, F, Y):
         return F - Y

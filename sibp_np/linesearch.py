@@ -59,3 +59,34 @@ def armijo_backtracking(phi, phi0, dphi0, alpha0=1.0, c1=1e-4, shrink=0.5, max_t
             return LineSearchResult(alpha, value, trial, True)
         alpha *= shrink
     return LineSearchResult(0.0, phi0, max_trials, False)
+
+
+def armijo_batched(phi_multi, phi0, dphi0, alpha0, xp, c1=1e-4, shrink=0.5, trials=4):
+    """:func:`armijo_backtracking` with its first ``trials`` steps evaluated at once, on the device.
+
+    ``phi_multi(alphas)`` returns ``phi`` at every step of ``alphas = alpha0 shrink^m``
+    (m = 0 ... trials - 1) in one pass. The first step that satisfies the Armijo condition (and gives a
+    finite value) is chosen on the device: ``phi0``, ``dphi0`` and ``alpha0`` are 0-d arrays, and so is
+    everything returned, so the search reads nothing back to the host.
+
+    Whenever the sequential search accepts within ``trials`` steps this accepts the same step (exactly,
+    when ``shrink`` is a power of 2, as the default 0.5 is; otherwise the steps ``alpha0 shrink^m`` may
+    differ from the sequential ``((alpha0 shrink) shrink) ...`` in the last bit). Where it would need
+    more, this one rejects: ``alpha = 0``, and the caller restarts along ``-g``.
+
+    Returns
+    -------
+    alpha, phi, trials_used, accepted : 0-d arrays
+        The accepted step (0 when rejected), ``phi`` there (``phi0`` when rejected), the number of
+        trials the sequential search would have made (``trials`` when rejected), and whether a step was
+        accepted.
+    """
+    alphas = alpha0 * shrink ** xp.arange(trials, dtype=xp.float64)
+    values = phi_multi(alphas)
+    ok = xp.isfinite(values) & (values <= phi0 + c1 * alphas * dphi0)
+    first = xp.argmax(ok)
+    accepted = ok.any()
+    alpha = xp.where(accepted, alphas[first], 0.0)
+    phi = xp.where(accepted, values[first], phi0)
+    used = xp.where(accepted, first + 1, trials)
+    return alpha, phi, used, accepted

@@ -8,6 +8,7 @@ from ._validation import (
     check_dtype,
     check_finite_array,
     check_int,
+    check_label_range,
     check_output_path,
     check_positive,
     check_seed,
@@ -170,10 +171,23 @@ class MLP:
         """Checked ``X`` and targets on the backend: int64 labels ``(n_samples,)`` for classification,
         ``(n_samples, n_outputs)`` reals of the model's dtype for regression. ``names`` are used in the
         messages (e.g. ``("X_val", "y_val")``)."""
-        X = self.check_X(X, name=names[0])
+        be, xp = self.backend, self.xp
+        X = check_X(X, self.n_features, be, self.dtype, name=names[0], values=False)
+        # the values of both are checked in one read from the device
         if self.task == "regression":
-            return X, check_targets(y, X.shape[0], self.n_outputs, self.backend, self.dtype, name=names[1])
-        return X, check_y(y, X.shape[0], self.n_classes, self.backend, name=names[1])
+            y = check_targets(y, X.shape[0], self.n_outputs, be, self.dtype, name=names[1], values=False)
+            finite = be.to_host(xp.stack([xp.isfinite(X).all(), xp.isfinite(y).all()]))
+        else:
+            y = check_y(y, X.shape[0], self.n_classes, be, name=names[1], values=False)
+            finite = be.to_host(xp.stack([xp.isfinite(X).all().astype(xp.int64), y.min(), y.max()]))
+        if not finite[0]:
+            raise ValueError(f"{names[0]} contains NaN or inf")
+        if self.task == "regression":
+            if not finite[1]:
+                raise ValueError(f"{names[1]} contains NaN or inf")
+        else:
+            check_label_range(finite[1], finite[2], self.n_classes, names[1])
+        return X, y
 
     # ------------------------------------------------------------------ forward / backward
     def _propagate(self, X, keep):

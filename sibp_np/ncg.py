@@ -27,7 +27,7 @@ cheap. A problem has an iterate ``x`` and these methods:
 import dataclasses
 import math
 
-from .linesearch import armijo_backtracking
+from .linesearch import armijo_backtracking, armijo_batched
 
 VARIANTS = ("fr", "pr+")
 
@@ -50,9 +50,10 @@ class NCGResult:
         Line searches that found no Armijo step.
     restarts : int
         Times the direction was reset to steepest descent (non-descent direction or failed search).
-    steps : list of (float, float)
-        For each line search, the first trial step ``alpha0`` and the accepted step (0.0 when the
-        search found none): how far the Gauss-Newton guess was from what Armijo took.
+    steps : list of (float, float, int)
+        For each line search, the first trial step ``alpha0``, the accepted step (0.0 when the
+        search found none) and the trials it took: how far the Gauss-Newton guess was from what Armijo
+        took.
     success : bool
     message : str
     """
@@ -73,15 +74,21 @@ class EuclideanVectors:
     """Vector operations for problems whose gradients and directions are plain arrays."""
 
     def dot(self, a, b):
-        return float(self.xp.vdot(a.ravel(), b.ravel()))
+        return self.scalar(self.xp.vdot(a.ravel(), b.ravel()))
 
     def neg(self, a):
         return -a
 
     def next_direction(self, g, beta, D):
         """``-g + beta D`` in ``D``'s array: ``beta D - g`` rounds exactly as ``-g + beta D``."""
-        D *= D.dtype.type(beta)
+        D *= self.backend.cast(beta, D.dtype)
         D -= g
+        return D
+
+    def keep_or_steepest(self, restart, g, D):
+        """``-g`` where the 0-d bool ``restart`` holds, else ``D`` (in D's array, no read)."""
+        D *= self.backend.cast(self.xp.logical_not(restart), D.dtype)
+        D -= self.backend.cast(restart, D.dtype) * g
         return D
 
 
@@ -142,7 +149,7 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
         ls = armijo_backtracking(problem.phi, f, dphi0, alpha0, c1=c1, shrink=shrink,
                                  max_trials=max_trials)
         res.trials += ls.trials
-        res.steps.append((alpha0, ls.alpha))
+        res.steps.append((alpha0, ls.alpha, ls.trials))
         k += 1
         if not ls.accepted:
             res.rejected += 1
@@ -178,3 +185,92 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
     if res.success and not res.message:
         res.message = f"{res.iterations} iterations"
     return res
+
+
+def ncg_device(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, trials=4, ftol=0.0):
+    """:func:`ncg` with every scalar kept on the device: no read back to the host.
+
+    The same iterations as :func:`ncg`, computed with 0-d arrays (``problem`` built with
+    ``device=True``, so that its reductions stay arrays) and the Armijo search of
+    :func:`~sibp_np.linesearch.armijo_batched`. Each test that ends :func:`ncg` early becomes a mask
+    instead: once the solve is over (a zero gradient, no room inside the trust region, a predicted
+    decrease below ``ftol * |f|``, a step that lands on the boundary, or no Armijo step along
+    ``-g``), every later step is ``alpha = 0``, which leaves the iterate where it is. The solve is
+    then a fixed sequence of ``max_iter`` iterations, whatever happens.
+
+    Differences from :func:`ncg`: a search that would need more than ``trials`` steps is rejected
+    (along a CG direction the next iteration restarts along ``-g``, as after any rejection; along
+    ``-g`` the solve ends), and after the solve has ended the remaining iterations still run (their
+    steps are 0). The iterates are otherwise the same.
+
+    Returns
+    -------
+    NCGResult
+        ``f0``, ``f``, ``iterations``, ``trials``, ``rejected`` and ``restarts`` are 0-d arrays;
+        ``beyond`` counts the searches rejected for want of trials; ``steps`` is empty.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r} is not known; choose one of {', '.join(VARIANTS)}")
+    xp = problem.xp
+    with _quiet(xp):
+        f0 = f = problem.objective()
+        g = problem.gradient()
+        gg = problem.dot(g, g)
+        live = xp.isfinite(f0) & (gg > 0)  # the solve is still going
+        zero = xp.zeros((), dtype=xp.int64)
+        res = NCGResult(problem.x, f0, f0, iterations=zero, trials=zero, rejected=zero, restarts=zero,
+                        message="device control")
+        res.beyond = zero
+        D = problem.neg(g)
+        steepest = xp.ones((), dtype=bool)
+        for k in range(max_iter):
+            dphi0 = problem.dot(g, D)
+            live = live & xp.isfinite(dphi0)
+            restart = ~(dphi0 < 0)
+            D = problem.keep_or_steepest(restart, g, D)
+            dphi0 = xp.where(restart, -gg, dphi0)
+            steepest = steepest | restart
+            res.restarts = res.restarts + (restart & live)
+            problem.prepare(D)
+            alpha0 = problem.initial_step_device(dphi0)
+            alpha_max = problem.max_step_device()
+            boundary = alpha0 >= alpha_max
+            alpha0 = xp.where(boundary, alpha_max, alpha0)
+            live = live & (alpha0 > 0) & ~(-0.5 * alpha0 * dphi0 <= ftol * xp.abs(f))
+            alpha, phi, used, accepted = armijo_batched(
+                problem.phi_multi, f, dphi0, xp.where(live, alpha0, 1.0), xp, c1, shrink, trials)
+            accepted = accepted & live
+            rejected = live & ~accepted
+            res.trials = res.trials + xp.where(live, used, 0)
+            res.rejected = res.rejected + rejected
+            res.beyond = res.beyond + rejected
+            live = live & ~(rejected & steepest)  # no Armijo step along -g: the solve ends
+            alpha = xp.where(accepted, alpha, 0.0)
+            problem.move(alpha)
+            f = xp.where(accepted, phi, f)
+            res.iterations = res.iterations + accepted
+            live = live & ~(boundary & accepted & (alpha == alpha0))  # on the boundary: Steihaug
+            if k == max_iter - 1:
+                break  # the next gradient would only serve a step we will not take
+            g_new = problem.gradient()
+            gg_new = problem.dot(g_new, g_new)
+            live = live & (gg_new > 0)
+            ratio = gg_new / xp.where(gg > 0, gg, 1.0)
+            if variant == "fr":
+                beta = ratio
+            else:
+                beta = xp.maximum(0.0, (gg_new - problem.dot(g_new, g)) / xp.where(gg > 0, gg, 1.0))
+            # after a rejection the next direction is -g (beta = 0); nothing moved, so g_new is g
+            beta = xp.where(accepted, beta, 0.0)
+            D = problem.next_direction(g_new, beta, D)
+            g, gg, steepest = g_new, gg_new, ~accepted
+        res.f = f
+        if hasattr(problem, "finish"):
+            problem.finish()
+    return res
+
+
+def _quiet(xp):
+    """Masked branches divide by zero or overflow where their results are discarded."""
+    import numpy
+    return numpy.errstate(all="ignore")

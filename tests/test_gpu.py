@@ -235,3 +235,39 @@ def test_sklearn_estimator_under_the_cupy_backend():
             preds[be] = clf.predict_proba(X)
     assert isinstance(preds["cupy"], np.ndarray)
     np.testing.assert_allclose(preds["cupy"], preds["numpy"], rtol=1e-8, atol=1e-10)
+
+
+# ------------------------------------------------------------------ device-resident SIBP control
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_multi_trial_kernel_matches_the_reference(gpu, dtype):
+    cp = gpu.xp
+    host = get_backend("numpy")
+    r = np.random.default_rng(1)
+    for shape in ((7, 13), (100, 500), (300, 1021)):
+        z, p, t = (r.normal(size=shape).astype(dtype) for _ in range(3))
+        alphas = np.array([1.0, 0.5, 0.25, -0.125])
+        got = cp.asnumpy(gpu.masked_residual_sqnorm_multi(cp.asarray(z), cp.asarray(p), cp.asarray(t),
+                                                          cp.asarray(alphas)))
+        np.testing.assert_allclose(got, host.masked_residual_sqnorm_multi(z, p, t, alphas),
+                                   rtol=TOL[dtype]["rtol"] * 10)
+        d = r.normal(size=(1, shape[1])).astype(dtype)
+        got = cp.asnumpy(gpu.masked_residual_sqnorm_multi(cp.asarray(z), cp.asarray(d), cp.asarray(t),
+                                                          cp.asarray(alphas)))
+        np.testing.assert_allclose(got, host.masked_residual_sqnorm_multi(z, d, t, alphas),
+                                   rtol=TOL[dtype]["rtol"] * 10)
+
+
+def test_device_control_on_cupy_matches_the_host_path_on_numpy(gpu):
+    from sibp_np.backend import count_host_syncs
+    r = np.random.default_rng(2)
+    X, y = r.normal(size=(50, 30)), r.integers(0, 10, 50)
+    cpu = MLP([30, 40, 40, 10], seed=0, init_std=0.3, dtype="float64")
+    dev = MLP([30, 40, 40, 10], seed=0, init_std=0.3, dtype="float64", backend="cupy")
+    host_method, dev_method = SIBP(control="host"), SIBP(device_trials=20)  # "auto" is device on CuPy
+    for _ in range(3):
+        host_method.step(cpu, X, y)
+        with count_host_syncs() as c:
+            dev_method.step(dev, gpu.xp.asarray(X), gpu.xp.asarray(y))
+        assert c.count <= 2
+    for p, q in zip(cpu.params(), dev.params()):
+        np.testing.assert_allclose(gpu.to_host(q), p, rtol=1e-9, atol=1e-10)

@@ -58,7 +58,7 @@ def trace(neuron_step, seed, epochs):
             layers = []
             for i in range(model.n_layers - 1, -1, -1):
                 w = stats[(i, "W")]
-                a0, a = w["steps"][0] if w["steps"] else (0.0, 0.0)
+                a0, a, _ = w["steps"][0] if w["steps"] else (0.0, 0.0, 0)
                 layers.append({
                     "layer": i, "alpha0": a0, "alpha": a, "bound": "boundary" in w["message"],
                     "lam_W": w["lam"], "gain": gains[i], "eta_i": method.last_etas[i + 1],

@@ -10,7 +10,7 @@ import contextvars
 import os
 
 from .._validation import check_choice
-from .base import DEVICE_OPS, FUSED_OPS, Backend
+from .base import DEVICE_OPS, FUSED_OPS, Backend, HostSyncCounter, count_host_syncs
 
 BACKENDS = ("numpy", "cupy")
 ENV_VAR = "SIBP_NP_BACKEND"
@@ -20,7 +20,7 @@ _default_name = None  # set by set_backend; None means "read the environment var
 _instances = {}
 
 __all__ = ["Backend", "FUSED_OPS", "DEVICE_OPS", "BACKENDS", "get_backend", "set_backend",
-           "use_backend", "backend_of", "array_module"]
+           "use_backend", "backend_of", "array_module", "count_host_syncs", "HostSyncCounter"]
 
 
 def _normalize(name, source):

@@ -4,10 +4,49 @@ The same methods run on NumPy (``xp = numpy``) and on CuPy (``xp = cupy``): this
 backend and the unfused GPU reference. :class:`~sibp_np.backend.cupy_backend.CupyBackend` overrides only
 the ops named in :data:`FUSED_OPS` with hand-written kernels.
 """
+import contextlib
+
 import numpy
 
 #: The ops that a subclass may replace with fused kernels. Each has a reference here.
-FUSED_OPS = ("masked_residual", "masked_residual_sqnorm", "masked_sqnorm")
+FUSED_OPS = ("masked_residual", "masked_residual_sqnorm", "masked_sqnorm", "masked_residual_sqnorm_multi")
+
+_SYNC_COUNTERS = []  # the active count_host_syncs() counters
+
+
+class HostSyncCounter:
+    """What :func:`count_host_syncs` yields: ``count`` is the number of device-to-host reads so far."""
+
+    def __init__(self):
+        self.count = 0
+
+    def __repr__(self):
+        return f"HostSyncCounter(count={self.count})"
+
+
+@contextlib.contextmanager
+def count_host_syncs():
+    """Count the device-to-host reads (:meth:`Backend.to_float`, :meth:`Backend.to_bool`,
+    :meth:`Backend.to_host`) made inside the ``with`` block, on any backend::
+
+        with count_host_syncs() as c:
+            method.step(model, X, y)
+        c.count
+
+    On NumPy nothing waits, but the count is the one a GPU would see: the engine reads every device
+    value through these three methods.
+    """
+    counter = HostSyncCounter()
+    _SYNC_COUNTERS.append(counter)
+    try:
+        yield counter
+    finally:
+        _SYNC_COUNTERS.remove(counter)
+
+
+def _note_sync():
+    for counter in _SYNC_COUNTERS:
+        counter.count += 1
 
 #: The ops whose CPU code here is not generic in ``xp`` (it calls SciPy): every device backend overrides
 #: them.
@@ -26,6 +65,9 @@ class Backend:
     """
 
     name = "numpy"
+    #: whether reading a scalar back costs a device round trip (SIBP's control="auto" then keeps its
+    #: scalars on the device)
+    device_resident = False
 
     def __init__(self):
         self.xp = numpy
@@ -39,8 +81,31 @@ class Backend:
         return self.xp.asarray(a, dtype=dtype)
 
     def to_host(self, a):
-        """NumPy copy (or view) of ``a``."""
+        """NumPy copy (or view) of ``a`` (a device-to-host read, counted by :func:`count_host_syncs`)."""
+        _note_sync()
         return numpy.asarray(a)
+
+    def to_float(self, a):
+        """``float(a)`` of a 0-d array: the one way the engine reads a device scalar on the host."""
+        _note_sync()
+        return float(a)
+
+    def to_bool(self, a):
+        """``bool(a)`` of a 0-d array (a device-side decision read on the host)."""
+        _note_sync()
+        return bool(a)
+
+    def scalar(self, a):
+        """A 0-d float64 array on this backend holding ``a`` (a reduction's result, or a number): the
+        device-resident form of a scalar. float64 arithmetic on it rounds exactly as Python floats do."""
+        return self.xp.asarray(a, dtype=numpy.float64)
+
+    def cast(self, a, dtype):
+        """``a`` (a number or a 0-d array) as a scalar of ``dtype`` for an update ``x += a * D``: a NumPy
+        scalar from a number, as before, and a 0-d array, without a read, from an array."""
+        if isinstance(a, self.xp.ndarray):
+            return a.astype(dtype)
+        return numpy.dtype(dtype).type(a)
 
     def is_array(self, a):
         return isinstance(a, self.xp.ndarray)
@@ -104,7 +169,7 @@ class Backend:
         return out
 
     def masked_residual_sqnorm(self, z, p, t, alpha, work=None):
-        """Line-search objective ``sum((max(z + alpha p, 0) - t)^2)`` as a Python float.
+        """Line-search objective ``sum((max(z + alpha p, 0) - t)^2)`` as a 0-d array.
 
         Evaluates the data term of (7) at ``W + alpha D`` from ``Z`` and ``P = F D^T``, so a trial
         step costs no matrix product.
@@ -123,7 +188,37 @@ class Backend:
         self.shifted(z, p, alpha, out=work)
         xp.maximum(work, 0, out=work)
         work -= t
-        return float(xp.vdot(work.ravel(), work.ravel()))
+        return xp.vdot(work.ravel(), work.ravel())
+
+    def masked_residual_sqnorm_multi(self, z, p, t, alphas, work=None):
+        """:meth:`masked_residual_sqnorm` at ``M`` steps at once: ``out[m] = sum((max(z + alphas[m] p,
+        0) - t)^2)``, one pass over an ``(M, n_samples, n_out)`` array (a batched Armijo search).
+
+        Parameters
+        ----------
+        z, t : array, shape (n_samples, n_out)
+        p : array, broadcastable to z's shape
+        alphas : array, shape (M,)
+        work : array, optional
+            Scratch buffer of shape ``(M,) + z.shape`` and z's dtype.
+
+        Returns
+        -------
+        array, shape (M,)
+            Each entry rounds as ``fl(fl(alpha p) + z)`` before the ReLU, as a single trial does; only
+            the order of the final sum may differ.
+        """
+        xp = self.xp
+        shape = (alphas.shape[0],) + z.shape
+        if work is None:
+            work = xp.empty(shape, dtype=z.dtype)
+        a = alphas.astype(z.dtype)[:, None, None]
+        xp.multiply(p[None], a, out=work)
+        work += z
+        xp.maximum(work, 0, out=work)
+        work -= t
+        work *= work
+        return work.reshape(shape[0], -1).sum(axis=1)
 
     def masked_sqnorm(self, z, p, work=None):
         """``sum((p * 1[z > 0])^2)``: the Gauss-Newton curvature of the ReLU objective along ``p``.
@@ -134,9 +229,13 @@ class Backend:
         p : array, broadcastable to z's shape
         work : array, optional
             Scratch buffer of z's shape and dtype.
+
+        Returns
+        -------
+        0-d array
         """
         xp = self.xp
         if work is None:
             work = xp.empty_like(z)
         xp.multiply(p, z > 0, out=work)  # 7x faster than where(z > 0, p, 0), and the same values
-        return float(xp.vdot(work.ravel(), work.ravel()))
+        return xp.vdot(work.ravel(), work.ravel())

@@ -11,7 +11,7 @@ import os
 
 import numpy
 
-from .base import DEVICE_OPS, FUSED_OPS, Backend
+from .base import DEVICE_OPS, FUSED_OPS, Backend, _note_sync
 
 _INSTALL_HINT = 'pip install "sibp_np[gpu]"   (CUDA 12; or the cupy wheel that matches your CUDA)'
 _CTK_HINT = 'pip install "cupy-cuda12x[ctk]"'
@@ -66,6 +66,7 @@ class CupyBackend(Backend):
     """GPU backend. Overrides exactly the ops in :data:`FUSED_OPS`, with the base signatures."""
 
     name = "cupy"
+    device_resident = True
     #: arrays of at least this many elements are reduced row by row first (see :meth:`_reduce`)
     ROWWISE_MIN = 1 << 16
 
@@ -74,6 +75,7 @@ class CupyBackend(Backend):
         self.fused = os.environ.get("SIBP_NP_FUSED", "1").strip() not in ("0", "false", "no", "off")
 
     def to_host(self, a):
+        _note_sync()
         return self.xp.asnumpy(a)
 
     def synchronize(self):
@@ -133,19 +135,30 @@ class CupyBackend(Backend):
             self._launch("masked_residual", z, t)
 
     def _reduce(self, name, z, *args):
-        """A fused sum of squares as a Python float. CuPy runs a reduction to one value in a single
+        """A fused sum of squares as a 0-d array (no read). CuPy runs a reduction to one value in a single
         thread block, which is memory-bound on one multiprocessor (measured on an H200: slower than the
         unfused ops from 100 x 4000 elements on). Above ``ROWWISE_MIN`` elements each row is reduced by
-        its own block and the row sums are added by ``cupy.sum`` (CUB): two launches, one sync."""
+        its own block and the row sums are added by ``cupy.sum`` (CUB): two launches."""
         if z.ndim == 2 and z.size >= self.ROWWISE_MIN:
-            return float(self._launch(name, z, *args, axis=1).sum())
-        return float(self._launch(name, z, *args))
+            return self._launch(name, z, *args, axis=1).sum()
+        return self._launch(name, z, *args)
 
     def masked_residual_sqnorm(self, z, p, t, alpha, work=None):
         self._check("masked_residual_sqnorm", z=z, p=p, t=t)
         if not self._fusable(z, p, t):
             return super().masked_residual_sqnorm(z, p, t, alpha, work=work)
         return self._reduce("masked_residual_sqnorm", z, p, t, z.dtype.type(alpha))
+
+    def masked_residual_sqnorm_multi(self, z, p, t, alphas, work=None):
+        # the single-trial kernel, broadcast over alphas[:, None, None] and reduced over each trial's
+        # (n_samples, n_out) block: M trials in one launch, no (M, n_samples, n_out) array in memory
+        self._check("masked_residual_sqnorm_multi", z=z, p=p, t=t, alphas=alphas)
+        if not self._fusable(z, p, t):
+            return super().masked_residual_sqnorm_multi(z, p, t, alphas, work=work)
+        a = alphas.astype(z.dtype)[:, None, None]
+        if z.size >= self.ROWWISE_MIN:
+            return self._launch("masked_residual_sqnorm", z, p, t, a, axis=2).sum(axis=1)
+        return self._launch("masked_residual_sqnorm", z, p, t, a, axis=(1, 2))
 
     def masked_sqnorm(self, z, p, work=None):
         self._check("masked_sqnorm", z=z, p=p)
