@@ -1,12 +1,14 @@
 """The one protocol every training method follows, its hyperparameters, and the registry of methods.
 
 ``method.step(model, X, y) -> float`` runs one iteration on one minibatch and returns that minibatch's
-batch-mean loss *before* the update. ``y`` holds integer labels. The training loop only ever calls
-``step``, so it never branches on the method.
+batch-mean loss *before* the update. ``y`` holds integer labels, or real targets for a regression
+model. The training loop only ever calls ``step``, so it never branches on the method.
 
 A method's hyperparameters are its constructor's arguments, stored under the same names (as in
 scikit-learn): :meth:`Method.hyperparameters` reads them from the signature. Declaring one as a
 :class:`Hyperparameter` makes every assignment, in ``__init__`` and after, go through the same check.
+Values are stored as given; defaults that depend on others (``None``, ``"auto"``) are resolved where
+they are used, so the result never depends on the order of assignment.
 """
 import inspect
 
@@ -61,7 +63,7 @@ class Hyperparameter:
         missing = object()
         old = obj.__dict__.get(self.name, missing)
         obj.__dict__[self.name] = new
-        if all(n in obj.__dict__ for n in type(obj).hyperparameter_names()):
+        if all(n in obj.__dict__ for n in type(obj).declared_hyperparameters()):
             try:
                 obj._validate()
             except Exception:
@@ -89,13 +91,30 @@ class Method:
 
     @classmethod
     def hyperparameter_names(cls):
-        """The constructor's named arguments, in signature order."""
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in list(sig.parameters.values())[1:]
-                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        """The constructor's named arguments, in signature order. A constructor that passes
+        ``**kwargs`` on (``def __init__(self, extra=1, **kw): super().__init__(**kw)``) adds its own
+        names to its parent's."""
+        names = []
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is object:
+                continue
+            params = list(inspect.signature(init).parameters.values())[1:]
+            names += [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                      and p.name not in names]
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        return names
+
+    @classmethod
+    def declared_hyperparameters(cls):
+        """The names declared as :class:`Hyperparameter` on the class and its bases: once all are set,
+        every assignment runs :meth:`_validate`."""
+        return [n for klass in cls.__mro__ for n, v in vars(klass).items() if isinstance(v, Hyperparameter)]
 
     def hyperparameters(self):
-        """``{name: value in use}`` for each constructor argument (for repr, histories, checkpoints)."""
+        """``{name: value in use}`` for each constructor argument (for repr, histories, checkpoints):
+        the attributes as given, with defaults such as ``None`` resolved (:meth:`_in_use`)."""
         out = {}
         for name in self.hyperparameter_names():
             if not hasattr(self, name):
@@ -103,7 +122,12 @@ class Method:
                                 f"no attribute {name!r}: store each constructor argument under its "
                                 f"own name")
             out[name] = getattr(self, name)
+        out.update({k: v for k, v in self._in_use().items() if k in out})
         return out
+
+    def _in_use(self):
+        """``{name: value in use}`` for the hyperparameters whose default is resolved at use."""
+        return {}
 
     def _validate(self):
         """Checks between hyperparameters, run after ``__init__`` and after each later assignment."""

@@ -499,23 +499,39 @@ class SIBP(Method):
         self.max_trials, self.record_stats = max_trials, record_stats
         self.control, self.device_trials = control, device_trials
 
+    def _safeguard_in_use(self):
+        """``safeguard`` as given, or its default: ``"none"`` with ``compat="matlab"``, else
+        ``"trust-region"``."""
+        if self.safeguard is not None:
+            return self.safeguard
+        return "none" if self.compat == "matlab" else "trust-region"
+
+    def _prox_metric_in_use(self):
+        """``prox_metric`` as given, or its default: ``"weights"`` for the plain algorithm
+        (``safeguard="none"``) and ``compat="matlab"``, else ``"output"``."""
+        if self.prox_metric is not None:
+            return self.prox_metric
+        plain = self.compat == "matlab" or self._safeguard_in_use() == "none"
+        return "weights" if plain else "output"
+
+    def _in_use(self):
+        # what repr, histories and checkpoints record: the defaults resolved (the attributes keep
+        # what was given, so the result never depends on the order of assignment)
+        return {"safeguard": self._safeguard_in_use(), "prox_metric": self._prox_metric_in_use()}
+
     def _validate(self):
-        if self.safeguard is None:  # the default: the value in use is what repr and histories show
-            self.__dict__["safeguard"] = "none" if self.compat == "matlab" else "trust-region"
-        if self.prox_metric is None:
-            plain = self.compat == "matlab" or self.safeguard == "none"
-            self.__dict__["prox_metric"] = "weights" if plain else "output"
-        if self.compat == "matlab" and self.prox_metric != "weights":
+        safeguard, prox_metric = self._safeguard_in_use(), self._prox_metric_in_use()
+        if self.compat == "matlab" and prox_metric != "weights":
             raise ValueError(f"compat='matlab' runs the authors' solver as it is: it needs "
-                             f"prox_metric='weights', got prox_metric={self.prox_metric!r}")
+                             f"prox_metric='weights', got prox_metric={prox_metric!r}")
         if self.compat == "matlab" and self.control == "device":
             raise ValueError("compat='matlab' runs the authors' solver on the host: it needs "
                              "control='auto' or 'host', got control='device'")
-        if self.compat == "matlab" and (self.safeguard != "none" or self.cg_variant != "fr"
+        if self.compat == "matlab" and (safeguard != "none" or self.cg_variant != "fr"
                                         or self.output_solve != "ncg"):
             raise ValueError("compat='matlab' runs the authors' solver as it is: it needs "
                              f"safeguard='none', cg_variant='fr' and output_solve='ncg', got "
-                             f"safeguard={self.safeguard!r}, cg_variant={self.cg_variant!r}, "
+                             f"safeguard={safeguard!r}, cg_variant={self.cg_variant!r}, "
                              f"output_solve={self.output_solve!r}")
 
     # --------------------------------------------------------------------------------------
@@ -529,7 +545,7 @@ class SIBP(Method):
         G, F = model.forward_cache(X)
         loss, delta = model.loss.value_and_sample_grad(F[-1], y)  # delta_N, eq. (6): no 1/B
         L = model.n_layers
-        kappa = self.trust_radius / L if self.safeguard == "trust-region" else None
+        kappa = self.trust_radius / L if self._safeguard_in_use() == "trust-region" else None
         step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products
         deltas = [None] * (L + 1)
         self.last_etas = [None] * (L + 1)
@@ -587,7 +603,7 @@ class SIBP(Method):
         (with the default safeguard), ``"plain"`` otherwise."""
         if self.neuron_step is not None:
             return self.neuron_step
-        plain = self.compat == "matlab" or self.safeguard == "none" or not loss.quadratic
+        plain = self.compat == "matlab" or self._safeguard_in_use() == "none" or not loss.quadratic
         return "plain" if plain else "capped"
 
     def _control_in_use(self, backend):
@@ -629,7 +645,7 @@ class SIBP(Method):
         """``(lam_W, lam_b)``, the proximal weights of (7) for the layer with input ``F``: ``lam`` for
         both with ``prox_metric="weights"``; ``lam max(||F||_F^2 / n_in, 1)`` and ``lam n_samples``
         with ``"output"`` (see the Notes of :class:`SIBP`)."""
-        if self.prox_metric == "weights":
+        if self._prox_metric_in_use() == "weights":
             return self.lam, self.lam
         n, n_in = F.shape
         scale = _read(backend, backend.xp.vdot(F.ravel(), F.ravel()), device) / n_in

@@ -137,12 +137,50 @@ def test_setting_a_hyperparameter_is_checked_like_init():
     assert s.momentum == 0.9  # the failed assignment is undone
 
 
-def test_repr_and_history_show_the_value_in_use():
-    assert SIBP().safeguard == "trust-region" and "safeguard='trust-region'" in repr(SIBP())
+def test_repr_and_history_show_the_value_in_use_and_attributes_keep_what_was_given():
+    assert SIBP().safeguard is None and "safeguard='trust-region'" in repr(SIBP())
+    assert SIBP().hyperparameters()["safeguard"] == "trust-region"
     assert SIBP(compat="matlab").hyperparameters()["safeguard"] == "none"
     m = SIBP(safeguard="none")
     m.safeguard = None  # back to the default
-    assert m.safeguard == "trust-region"
+    assert m.safeguard is None and m.hyperparameters()["safeguard"] == "trust-region"
+
+
+def test_defaults_do_not_depend_on_the_order_of_assignment():
+    a = SIBP(safeguard="none")
+    a.safeguard = "trust-region"
+    b = SIBP(safeguard="trust-region")
+    assert a.hyperparameters() == b.hyperparameters()
+    assert a.hyperparameters()["prox_metric"] == "output"
+    c = SIBP()
+    c.compat = "matlab"  # refused before: the resolved prox_metric was already "output"
+    assert c.hyperparameters() == SIBP(compat="matlab").hyperparameters()
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_can_be_subclassed_with_any_signature(name):
+    base = METHODS[name]
+
+    class Passing(base):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+
+    class Extended(base):
+        def __init__(self, scale=2.0, **kw):
+            super().__init__(**kw)
+            self.scale = scale
+
+        def step(self, model, X, y):
+            self.steps = getattr(self, "steps", 0) + 1
+            return super().step(model, X, y)
+
+    assert Passing().hyperparameters() == base().hyperparameters()
+    assert Extended().hyperparameter_names() == ["scale"] + base.hyperparameter_names()
+    assert Extended(scale=3.0).hyperparameters() == {"scale": 3.0, **base().hyperparameters()}
+    model, X, y = small_problem()
+    method = Extended()
+    fit(model, method, X, y, epochs=2, batch_size=10, verbose=0, seed=0)
+    assert method.steps == 2 * -(-len(X) // 10)
 
 
 def test_a_method_without_hyperparameters_works_and_a_misnamed_one_is_named():
