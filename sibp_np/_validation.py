@@ -148,6 +148,11 @@ def check_bool(name, value):
     return bool(value)
 
 
+def check_optional_bool(name, value):
+    """``None`` or a bool."""
+    return None if value is None else check_bool(name, value)
+
+
 def check_optional_choice(name, value, choices):
     """``None``, or one of ``choices`` as :func:`check_choice` accepts it."""
     if value is None:

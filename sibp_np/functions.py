@@ -192,6 +192,10 @@ class Loss:
 
     def value(self, F, y):
         """Mean loss over the rows of ``F`` (float)."""
+        return backend_of(F).to_float(self.value_array(F, y))
+
+    def value_array(self, F, y):
+        """:meth:`value` as a 0-d array, left on the device."""
         raise NotImplementedError
 
     def sample_grad(self, F, y):
@@ -202,10 +206,12 @@ class Loss:
         """Gradient of the batch-mean loss: ``sample_grad / B``."""
         return self.sample_grad(F, y) / F.dtype.type(F.shape[0])
 
-    def value_and_sample_grad(self, F, y):
+    def value_and_sample_grad(self, F, y, read=True):
         """``(value(F, y), sample_grad(F, y))``, the same numbers as the two calls; a loss may share
-        the work between them (cross-entropy computes the softmax once)."""
-        return self.value(F, y), self.sample_grad(F, y)
+        the work between them (cross-entropy computes the softmax once). ``read=False`` leaves the value
+        on the device as a 0-d array."""
+        value = self.value_array(F, y)
+        return (backend_of(F).to_float(value) if read else value), self.sample_grad(F, y)
 
     def error_curvature(self, F, delta):
         """``h = <delta, H delta> / ||delta||^2``: the curvature of the loss along the per-sample error
@@ -228,15 +234,15 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "cross_entropy"
 
-    def value(self, F, y):
+    def value_array(self, F, y):
         xp = array_module(F)
-        return backend_of(F).to_float(-log_softmax(F)[xp.arange(F.shape[0]), y].mean())
+        return -log_softmax(F)[xp.arange(F.shape[0]), y].mean()
 
     def sample_grad(self, F, y):
         """``softmax(F) - Y``."""
         return self.value_and_sample_grad(F, y)[1]
 
-    def value_and_sample_grad(self, F, y):
+    def value_and_sample_grad(self, F, y, read=True):
         """One pass of ``exp`` for both: ``log softmax(F) = S - log(sum exp S)`` and
         ``softmax(F) = exp(S) / sum exp S`` with ``S = F - max F`` (row-wise); the value is the one
         :meth:`value` computes from :func:`log_softmax`, bit for bit."""
@@ -245,7 +251,9 @@ class SoftmaxCrossEntropy(Loss):
         E = xp.exp(S)
         total = E.sum(axis=1, keepdims=True)
         rows = xp.arange(F.shape[0])
-        value = backend_of(F).to_float(-(S[rows, y] - xp.log(total)[:, 0]).mean())
+        value = -(S[rows, y] - xp.log(total)[:, 0]).mean()
+        if read:
+            value = backend_of(F).to_float(value)
         E /= total
         E[rows, y] -= 1
         return value, E
@@ -269,10 +277,10 @@ class SquaredError(Loss):
     name = "squared_error"
     quadratic = True
 
-    def value(self, F, y):
+    def value_array(self, F, y):
         xp = array_module(F)
         R = F - one_hot(y, F.shape[1], F.dtype, xp)
-        return 0.5 * backend_of(F).to_float(xp.vdot(R.ravel(), R.ravel())) / F.shape[0]
+        return 0.5 * backend_of(F).scalar(xp.vdot(R.ravel(), R.ravel())) / F.shape[0]
 
     def sample_grad(self, F, y):
         xp = array_module(F)
@@ -289,9 +297,9 @@ class MeanSquaredError(Loss):
     task = "regression"
     quadratic = True
 
-    def value(self, F, Y):
+    def value_array(self, F, Y):
         R = F - Y
-        return 0.5 * backend_of(F).to_float(array_module(F).vdot(R.ravel(), R.ravel())) / F.shape[0]
+        return 0.5 * backend_of(F).scalar(array_module(F).vdot(R.ravel(), R.ravel())) / F.shape[0]
 
     def sample_grad(self, F, Y):
         return F - Y

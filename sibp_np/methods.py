@@ -72,6 +72,7 @@ class Hyperparameter:
                 else:
                     obj.__dict__[self.name] = old
                 raise
+            obj._hyperparameter_changed(self.name)
 
 
 class Method:
@@ -131,6 +132,10 @@ class Method:
 
     def _validate(self):
         """Checks between hyperparameters, run after ``__init__`` and after each later assignment."""
+
+    def _hyperparameter_changed(self, name):
+        """Called after each accepted assignment, once all hyperparameters are set (a method that
+        caches work derived from them drops it here)."""
 
     def check_model(self, model):
         """Refuse a positive real hyperparameter (``eta``, ``lam``, ``lr``, ``eps``, ...) that is not

@@ -18,6 +18,7 @@ The subproblems are solved by a few nonlinear-CG iterations warm-started at the 
 reduction plus the proximal term in closed form: no matrix product per trial.
 """
 import math
+import warnings
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from ._validation import (
     check_choice,
     check_int,
     check_open_unit,
+    check_optional_bool,
     check_optional_choice,
     check_positive,
 )
@@ -303,6 +305,48 @@ def _at_least_1(xp, a):
     return xp.maximum(a, 1.0) if isinstance(a, xp.ndarray) else max(a, 1.0)
 
 
+class StepGraphs:
+    """The CUDA graphs of one SIBP method: one per (model, minibatch shape), captured on the second
+    step of that shape (the first compiles the kernels and builds the solver's state) and replayed
+    after. Where graphs do not apply (the host path, NumPy, ``record_stats``, ``cuda_graph=False``) or
+    capture fails, the step runs as usual."""
+
+    def __init__(self, method):
+        self.method, self.graphs, self.warned = method, {}, False
+
+    def clear(self):
+        self.graphs.clear()
+
+    def _usable(self, backend):
+        m = self.method
+        return (m.cuda_graph is not False and backend.supports_graphs and not m.record_stats
+                and m._control_in_use(backend) == "device")
+
+    def run(self, model, X, y):
+        backend = model.backend
+        if not self._usable(backend):
+            return self.method._algorithm1(model, X, y)
+        key = (id(model), X.shape, X.dtype.str, y.shape, y.dtype.str, tuple(id(p) for p in model.params()))
+        graph = self.graphs.get(key)
+        if graph is None:  # the first step of this shape runs as usual
+            self.graphs[key] = "seen"
+            return self.method._algorithm1(model, X, y)
+        if graph == "seen":
+            try:
+                graph = backend.capture(lambda Xs, ys: self.method._algorithm1(model, Xs, ys), X, y)
+            except Exception as exc:  # noqa: BLE001 - any failure to capture falls back
+                self.graphs[key] = graph = "eager"
+                if self.method.cuda_graph or not self.warned:
+                    warnings.warn(f"SIBP: CUDA-graph capture failed ({type(exc).__name__}: {exc}); "
+                                  f"the steps run without graph replay", stacklevel=4)
+                    self.warned = True
+            else:
+                self.graphs[key] = graph
+        if graph == "eager":
+            return self.method._algorithm1(model, X, y)
+        return graph.replay(X, y)
+
+
 SAFEGUARDS = ("trust-region", "none")
 PROX_METRICS = ("output", "weights")
 
@@ -366,6 +410,12 @@ class SIBP(Method):
         step reads two numbers (the minibatch's checks and the loss). ``"auto"`` is ``"device"`` on a
         GPU backend and ``"host"`` on NumPy, where a read costs nothing and the fixed sequence of the
         device path does more work. ``compat="matlab"`` runs on the host.
+    cuda_graph : bool, optional
+        Replay each step from a CUDA graph (``control="device"`` on a backend that supports graphs:
+        CuPy): the first step of each minibatch shape runs as usual, the second is captured into a
+        graph, and every later one replays it, with one launch instead of hundreds. ``None`` (the
+        default) uses graphs wherever they can be captured and falls back, with one warning, where
+        capture fails; ``False`` never does. Off with ``record_stats`` (which reads every number back).
     device_trials : int >= 1
         ``M``, the Armijo trial steps evaluated at once by the device path (in one pass, with no matrix
         product). A search that would need more is rejected, and the next iteration restarts along
@@ -476,6 +526,7 @@ class SIBP(Method):
     neuron_step = Hyperparameter(check_optional_choice, choices=("capped", "plain"))
     control = Hyperparameter(check_choice, choices=("auto", "host", "device"))
     device_trials = Hyperparameter(check_int, minimum=1)
+    cuda_graph = Hyperparameter(check_optional_bool)
     compat = Hyperparameter(check_optional_choice, choices=("matlab",))
     c1 = Hyperparameter(check_open_unit)
     shrink = Hyperparameter(check_open_unit)
@@ -485,8 +536,9 @@ class SIBP(Method):
     def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", output_solve="ncg",
                  weight_solver="auto", safeguard=None, trust_radius=4.0, prox_metric=None,
                  neuron_step=None, compat=None, c1=1e-4, shrink=0.5, max_trials=20, control="auto",
-                 device_trials=4, record_stats=False):
+                 device_trials=4, cuda_graph=None, record_stats=False):
         super().__init__()
+        self._graphs = StepGraphs(self)
         self.stats = []
         self.last_targets = None  # T_i for each layer (index i+1 for code layer i), kept for inspection
         self.last_deltas = None   # delta_i, the errors that made them (eqs. 6 and 9)
@@ -497,7 +549,23 @@ class SIBP(Method):
         self.safeguard, self.trust_radius, self.c1, self.shrink = safeguard, trust_radius, c1, shrink
         self.prox_metric, self.neuron_step = prox_metric, neuron_step
         self.max_trials, self.record_stats = max_trials, record_stats
-        self.control, self.device_trials = control, device_trials
+        self.control, self.device_trials, self.cuda_graph = control, device_trials, cuda_graph
+
+    def _hyperparameter_changed(self, name):
+        self._graphs.clear()  # a captured step holds the old values
+
+    def load_state_dict(self, state, backend):
+        super().load_state_dict(state, backend)
+        self._graphs.clear()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_graphs"] = None  # device graphs do not travel
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._graphs = StepGraphs(self)
 
     def _safeguard_in_use(self):
         """``safeguard`` as given, or its default: ``"none"`` with ``compat="matlab"``, else
@@ -538,12 +606,16 @@ class SIBP(Method):
     def step(self, model, X, y):
         """One SIBP iteration (Algorithm 1) on the minibatch ``(X, y)``; returns the loss before it."""
         X, y = model.check_Xy(X, y)
+        return model.backend.to_float(self._graphs.run(model, X, y))
+
+    def _algorithm1(self, model, X, y):
+        """The step on checked arrays; returns the loss as a 0-d array (read by :meth:`step`)."""
         backend, xp = model.backend, model.xp
         device = self._control_in_use(backend) == "device"
         dt = model.dtype.type
         eta = dt(self.eta)
         G, F = model.forward_cache(X)
-        loss, delta = model.loss.value_and_sample_grad(F[-1], y)  # delta_N, eq. (6): no 1/B
+        loss, delta = model.loss.value_and_sample_grad(F[-1], y, read=False)  # delta_N, eq. (6): no 1/B
         L = model.n_layers
         kappa = self.trust_radius / L if self._safeguard_in_use() == "trust-region" else None
         step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products
@@ -674,7 +746,8 @@ class SIBP(Method):
         if not device:
             self.state[key] = v
             return backend.to_float(xp.linalg.norm(W @ v))
-        self.state[key] = xp.where(ok, v, v0)  # as the host keeps the previous vector
+        v0[...] = xp.where(ok, v, v0)  # in place (a replayed graph writes where it was captured); as
+        self.state[key] = v0           # the host path, a failed iteration keeps the previous vector
         return xp.where(ok, backend.scalar(xp.linalg.norm(W @ v)), 0.0)
 
     def _solve(self, prob, layer, name, form, step_stats, output=False, first_gradient=None):

@@ -163,3 +163,94 @@ def test_the_solver_reads_device_values_only_through_the_backend():
             assert hidden_reads(fh.read()) == [], name
     # the check itself finds them
     assert hidden_reads("x = float(xp.vdot(a, b))\ny = a.sum().item()\nz = bool(a > 0)") == [1, 2, 3]
+
+
+# ------------------------------------------------------------------ graph replay, with a stand-in
+class RecordingBackend(type(BE)):
+    """NumPy with a stand-in for graphs: ``capture`` keeps the step and its input buffers, ``replay``
+    runs it on them (what a CUDA graph does, minus the speed); it counts the captures."""
+
+    device_resident = supports_graphs = True
+
+    def __init__(self, fail=False):
+        super().__init__()
+        self.captures, self.fail = 0, fail
+
+    def capture(self, fn, X, y):
+        if self.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        self.captures += 1
+        backend = self
+
+        class Replay:
+            def __init__(self):
+                self.X, self.y = X.copy(), y.copy()
+
+            def replay(self, Xn, yn):
+                self.X[...] = Xn
+                self.y[...] = yn
+                backend.replays = getattr(backend, "replays", 0) + 1
+                return fn(self.X, self.y)
+        return Replay()
+
+
+def graph_run(backend, batches, method, sizes=(20, 30, 5), seed=0):
+    model = MLP(sizes, seed=seed, dtype="float64", init_std=0.1, backend=backend)
+    losses = [method.step(model, X, y) for X, y in batches]
+    return model, losses
+
+
+def batches(n=6, B=16, sizes=(20, 30, 5)):
+    r = np.random.default_rng(0)
+    return [(r.normal(size=(B, sizes[0])), r.integers(0, sizes[-1], B)) for _ in range(n)]
+
+
+def test_steps_are_captured_once_per_shape_and_replayed_with_the_same_numbers():
+    data = batches() + batches(2, B=9)  # a last, smaller batch is a second shape
+    plain, plain_losses = graph_run(RecordingBackend(), data, SIBP(cuda_graph=False))
+    backend = RecordingBackend()
+    model, losses = graph_run(backend, data, SIBP())
+    assert backend.captures == 2 and backend.replays == (6 - 1) + (2 - 1)
+    assert losses == plain_losses
+    for p, q in zip(plain.params(), model.params()):
+        np.testing.assert_array_equal(q, p)
+
+
+def test_a_changed_hyperparameter_or_state_drops_the_captured_steps():
+    backend = RecordingBackend()
+    method = SIBP()
+    model = MLP((20, 30, 5), seed=0, dtype="float64", init_std=0.1, backend=backend)
+    for X, y in batches(3):
+        method.step(model, X, y)
+    assert backend.captures == 1
+    method.eta = 0.5  # a schedule does this every epoch: the graph held the old eta
+    for X, y in batches(3):
+        method.step(model, X, y)
+    assert backend.captures == 2
+    method.load_state_dict(method.state_dict(backend), backend)
+    for X, y in batches(3):
+        method.step(model, X, y)
+    assert backend.captures == 3
+
+
+def test_a_failed_capture_warns_once_and_the_steps_go_on():
+    data = batches()
+    plain, plain_losses = graph_run(RecordingBackend(), data, SIBP(cuda_graph=False))
+    with pytest.warns(UserWarning, match="CUDA-graph capture failed") as record:
+        model, losses = graph_run(RecordingBackend(fail=True), data, SIBP())
+    assert len(record) == 1 and losses == plain_losses
+
+
+def test_no_graph_on_the_host_path_with_statistics_or_when_switched_off():
+    for method in (SIBP(control="host"), SIBP(record_stats=True), SIBP(cuda_graph=False)):
+        backend = RecordingBackend()
+        graph_run(backend, batches(4), method)
+        assert backend.captures == 0
+
+
+def test_a_method_with_graphs_pickles_without_them():
+    import pickle
+    method = SIBP()
+    graph_run(RecordingBackend(), batches(3), method)
+    again = pickle.loads(pickle.dumps(method))
+    assert again.hyperparameters() == method.hyperparameters() and again._graphs.graphs == {}

@@ -271,3 +271,35 @@ def test_device_control_on_cupy_matches_the_host_path_on_numpy(gpu):
         assert c.count <= 2
     for p, q in zip(cpu.params(), dev.params()):
         np.testing.assert_allclose(gpu.to_host(q), p, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_cuda_graph_replay_gives_the_steps_without_it(gpu, dtype):
+    import warnings
+
+    from sibp_np.backend import count_host_syncs
+    cp = gpu.xp
+    r = np.random.default_rng(3)
+    data = [(cp.asarray(r.normal(size=(100, 64))), cp.asarray(r.integers(0, 10, 100))) for _ in range(5)]
+    data.append((data[0][0][:37], data[0][1][:37]))  # a last, smaller batch: a second shape
+    runs = {}
+    for graph in (False, None):
+        model = MLP([64, 80, 80, 10], seed=0, init_std=0.1, dtype=dtype, backend="cupy")
+        method = SIBP(cuda_graph=graph)
+        pool = cp.get_default_memory_pool()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # capture must work here, not fall back
+            losses = []
+            for k, (X, y) in enumerate(data + data):
+                if k == len(data):
+                    reserved = pool.total_bytes()  # every shape captured by now
+                with count_host_syncs() as c:
+                    losses.append(method.step(model, X, y))
+                assert c.count <= 2
+        if graph is None:  # replayed steps allocate nothing new
+            assert pool.total_bytes() == reserved
+        runs[graph] = (losses, [gpu.to_host(p) for p in model.params()])
+    tol = TOL[np.dtype(dtype).type]
+    np.testing.assert_allclose(runs[None][0], runs[False][0], **tol)
+    for p, q in zip(runs[False][1], runs[None][1]):
+        np.testing.assert_allclose(q, p, **tol)

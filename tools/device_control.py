@@ -6,7 +6,8 @@
     python tools/device_control.py cost         # seconds per step on NumPy, host vs device (interleaved)
     python tools/device_control.py summary --backend cupy --cpu-threads 1,16   # the GPU check's timings
 
-``summary`` times SGD and SIBP (``control="host"`` and ``"device"``) per epoch on the backend, and SIBP on
+``summary`` times SGD and SIBP (``control="host"``, ``"device"``, and ``"device"`` with CUDA-graph replay)
+per epoch on the backend, and SIBP on
 the CPU at each thread count, on 784-500-10 and 3072-4000-1000-4000-10 (synthetic data, batch 100,
 float32), counts the host syncs of a device step, and ends with one line ``GPU SUMMARY ...``
 (``tests=`` comes from ``$GPU_TESTS``, which tools/gpu_check.sh sets from its pytest run). With
@@ -131,7 +132,8 @@ def summary(a):
         n = samples[key]
         sgd = _epoch_seconds(SGD(lr=0.1), sizes, a.backend, n, a.repeats)
         host = _epoch_seconds(SIBP(control="host"), sizes, a.backend, n, a.repeats)
-        dev = _epoch_seconds(SIBP(control="device"), sizes, a.backend, n, a.repeats)
+        nograph = _epoch_seconds(SIBP(control="device", cuda_graph=False), sizes, a.backend, n, a.repeats)
+        dev = _epoch_seconds(SIBP(control="device"), sizes, a.backend, n, a.repeats)  # graphs where possible
         cpu = {}
         for t in threads:
             with threadpool_limits(t):
@@ -147,9 +149,10 @@ def summary(a):
             method.step(model, X, y)
         sync = max(sync, c.count)
         print(f"{key} {'-'.join(map(str, sizes))}, {n} samples: s/epoch SGD {sgd:.4f}, SIBP host "
-              f"{host:.4f}, SIBP device {dev:.4f}; SIBP on the CPU "
+              f"{host:.4f}, SIBP device {nograph:.4f}, SIBP device + graph replay {dev:.4f}; SIBP on the CPU "
               + ", ".join(f"{t} thread(s) {v:.3f}" for t, v in cpu.items())
-              + f"; per step: host {host / (n / 100) * 1e3:.2f} ms, device {dev / (n / 100) * 1e3:.2f} ms; "
+              + f"; per step: host {host / (n / 100) * 1e3:.2f} ms, device "
+              f"{nograph / (n / 100) * 1e3:.2f} ms, device + graph {dev / (n / 100) * 1e3:.2f} ms; "
               f"syncs per device step {c.count}", flush=True)
         out[key] = {"sgd": sgd, "dev": dev, "cpu": cpu[max(threads)]}
     tests = os.environ.get("GPU_TESTS", "?")

@@ -48,9 +48,9 @@ def _note_sync():
     for counter in _SYNC_COUNTERS:
         counter.count += 1
 
-#: The ops whose CPU code here is not generic in ``xp`` (it calls SciPy): every device backend overrides
-#: them.
-DEVICE_OPS = ("solve_spd",)
+#: The ops whose code here is not generic in ``xp`` (it calls SciPy, or NumPy has no such thing): every
+#: device backend overrides them.
+DEVICE_OPS = ("solve_spd", "capture")
 
 
 class Backend:
@@ -68,6 +68,8 @@ class Backend:
     #: whether reading a scalar back costs a device round trip (SIBP's control="auto" then keeps its
     #: scalars on the device)
     device_resident = False
+    #: whether :meth:`capture` can record a step as a graph and replay it
+    supports_graphs = False
 
     def __init__(self):
         self.xp = numpy
@@ -112,6 +114,12 @@ class Backend:
 
     def synchronize(self):
         """Wait for queued device work (a no-op on the CPU)."""
+
+    def capture(self, fn, X, y):
+        """Record ``fn(X, y)`` (a step that reads nothing back) as a graph: an object whose
+        ``replay(X, y)`` copies the inputs into the captured ones, runs the recorded work and returns
+        what ``fn`` returned. Capture only records; the caller replays to run it. NumPy has no graphs."""
+        raise NotImplementedError(f"the {self.name} backend records no graphs")
 
     # ------------------------------------------------------------------ linear algebra
     def solve_spd(self, A, B):

@@ -67,6 +67,7 @@ class CupyBackend(Backend):
 
     name = "cupy"
     device_resident = True
+    supports_graphs = True
     #: arrays of at least this many elements are reduced row by row first (see :meth:`_reduce`)
     ROWWISE_MIN = 1 << 16
 
@@ -95,6 +96,9 @@ class CupyBackend(Backend):
         if not bool(xp.isfinite(X).all()):
             raise numpy.linalg.LinAlgError("the matrix is not numerically positive definite")
         return X
+
+    def capture(self, fn, X, y):
+        return _CapturedStep(self.xp, fn, X, y)
 
     def unfused(self):
         """The base class's reference ops running on CuPy: what the fused kernels replace (for tests and
@@ -165,6 +169,37 @@ class CupyBackend(Backend):
         if not self._fusable(z, p):
             return super().masked_sqnorm(z, p, work=work)
         return self._reduce("masked_sqnorm", z, p)
+
+
+class _CapturedStep:
+    """One step recorded as a CUDA graph, with its own memory.
+
+    The inputs are copied into arrays that the graph reads. Everything the step allocates while it is
+    captured comes from a memory pool of its own, which lives as long as the graph: the addresses the
+    graph writes stay reserved for it, and its temporaries are reused only inside the graph, in the
+    order the capture recorded. Capture runs on a non-blocking stream in CuPy's relaxed mode (the pool
+    may grow while capturing); a read back to the host during capture raises, and the caller falls
+    back to running the step as usual.
+    """
+
+    def __init__(self, cp, fn, X, y):
+        self.cp = cp
+        self.X, self.y = X.copy(), y.copy()
+        self.pool = cp.cuda.MemoryPool()
+        self.stream = cp.cuda.Stream(non_blocking=True)
+        cp.cuda.get_current_stream().synchronize()  # the parameters' last writes are done
+        with cp.cuda.using_allocator(self.pool.malloc), self.stream:
+            self.stream.begin_capture()
+            try:
+                self.out = fn(self.X, self.y)
+            finally:
+                self.graph = self.stream.end_capture()
+
+    def replay(self, X, y):
+        self.X[...] = X
+        self.y[...] = y
+        self.graph.launch(stream=self.cp.cuda.get_current_stream())
+        return self.out
 
 
 assert all(op in vars(CupyBackend) for op in FUSED_OPS + DEVICE_OPS)
