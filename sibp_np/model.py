@@ -155,9 +155,9 @@ class MLP:
         """
         xp = self.xp
         norms = xp.stack([xp.vdot(p.ravel(), p.ravel()) for p in self.params()])
-        if bool(xp.isfinite(norms).all()):
+        if self.backend.to_bool(xp.isfinite(norms).all()):
             return True
-        return all(bool(xp.isfinite(p).all()) for p in self.params())
+        return all(self.backend.to_bool(xp.isfinite(p).all()) for p in self.params())
 
     def __repr__(self):
         return (f"MLP({list(self.layer_sizes)}, activation={self.activation.name!r}, "
@@ -263,7 +263,7 @@ class MLP:
             G, F = self.forward_cache(X[s:s + chunk])
             g = self.backward(G, F, self.loss.sample_grad(F[-1], y[s:s + chunk]) / F[-1].dtype.type(n))
             total = g if total is None else [a + b for a, b in zip(total, g)]
-        return math.sqrt(sum(float(self.xp.vdot(a.ravel(), a.ravel())) for a in total))
+        return math.sqrt(sum(self.backend.to_float(self.xp.vdot(a.ravel(), a.ravel())) for a in total))
 
     def forward(self, X):
         """Logits ``F_N``, shape (n_samples, n_classes), on the model's backend."""
@@ -293,7 +293,7 @@ class MLP:
             out = self.backend.to_host(logits)
             _warn_nonfinite(out, "predict")
             return out
-        if not bool(self.xp.isfinite(logits).all()):
+        if not self.backend.to_bool(self.xp.isfinite(logits).all()):
             _warn_nonfinite(np.array([np.nan]), "predict")
         return self.backend.to_host(logits.argmax(axis=1)).astype(np.int64)
 
@@ -332,7 +332,7 @@ class MLP:
             if self.task == "regression":
                 ss_res = ss_res + ((F_N - ys) ** 2).sum(axis=0, dtype=xp.float64)
             else:
-                correct += int((F_N.argmax(axis=1) == ys).sum())
+                correct += int(self.backend.to_float((F_N.argmax(axis=1) == ys).sum()))
         out = {"loss": total_loss / n}
         if warn and not np.isfinite(out["loss"]):
             _warn_nonfinite(np.array([out["loss"]]), "evaluate")
@@ -345,7 +345,7 @@ class MLP:
         exact = ss_res == 0
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), np.where(exact, 1.0, 0.0))
-        out["mse"] = float(ss_res.sum()) / y.size
+        out["mse"] = float(ss_res.sum()) / y.size  # host arrays by now
         out["r2"] = float(r2.mean())
         return out
 
