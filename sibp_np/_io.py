@@ -51,3 +51,29 @@ def open_hdf5(path, what, error):
         return h5py.File(path, "r")
     except OSError as exc:
         raise error(f"{what} {path} is not a readable HDF5 file (truncated, or not HDF5): {exc}") from exc
+
+
+def hdf5_digest(f, arrays=None):
+    """SHA-256 over every attribute and dataset of the open HDF5 file ``f`` (names, types, shapes and
+    bytes), except the ``sha256`` attribute itself. ``arrays``, a dict, receives every dataset read
+    (by path), so that a loader reads each array once."""
+    import hashlib
+
+    import h5py
+    import numpy as np
+    h = hashlib.sha256()
+    names = []
+    f.visit(names.append)
+    for name in [""] + sorted(names):
+        obj = f[name] if name else f
+        for key in sorted(obj.attrs):
+            if name or key != "sha256":
+                value = obj.attrs[key]
+                data = value.encode() if isinstance(value, str) else np.asarray(value).tobytes()
+                h.update(f"attr {name}@{key} {type(value).__name__}\0".encode() + data + b"\0")
+        if isinstance(obj, h5py.Dataset):
+            a = np.ascontiguousarray(obj[()])
+            if arrays is not None:
+                arrays[name] = a
+            h.update(f"data {name} {a.dtype.str} {a.shape}\0".encode() + a.tobytes() + b"\0")
+    return h.hexdigest()

@@ -9,13 +9,13 @@ Writes are atomic: the file is written under a temporary name in the same folder
 then moved over the old one with ``os.replace``; a crash at any moment leaves the old checkpoint or the
 new one, never a broken file.
 """
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from ._io import atomic_path, open_hdf5
+from ._io import hdf5_digest as digest
 from ._version import __version__
 from .history import History
 from .history import jsonable as _json
@@ -56,27 +56,6 @@ def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
         f.attrs["sha256"] = digest(f)
 
 
-def digest(f, arrays=None):
-    """SHA-256 over every attribute and dataset of the open HDF5 file ``f`` (names, types, shapes and
-    bytes), except the ``sha256`` attribute itself. ``arrays``, a dict, receives every dataset read
-    (by path), so that a loader reads each array once."""
-    import h5py
-    h = hashlib.sha256()
-    names = []
-    f.visit(names.append)
-    for name in [""] + sorted(names):
-        obj = f[name] if name else f
-        for key in sorted(obj.attrs):
-            if name or key != "sha256":
-                value = obj.attrs[key]
-                data = value.encode() if isinstance(value, str) else np.asarray(value).tobytes()
-                h.update(f"attr {name}@{key} {type(value).__name__}\0".encode() + data + b"\0")
-        if isinstance(obj, h5py.Dataset):
-            a = np.ascontiguousarray(obj[()])
-            if arrays is not None:
-                arrays[name] = a
-            h.update(f"data {name} {a.dtype.str} {a.shape}\0".encode() + a.tobytes() + b"\0")
-    return h.hexdigest()
 
 
 def load_checkpoint(path):

@@ -143,6 +143,22 @@ class Table1Result:
         return cls(d["meta"], d["rows"], _load_histories(h5) if h5.exists() else None)
 
 
+def _check_not_an_output(dataset, data_root, out, names):
+    """Refuse, before any work, a dataset file that this command's output folder would overwrite:
+    one of ``names`` in ``out``, or anything in the folders under it that sweeps write."""
+    from pathlib import Path
+    if not isinstance(dataset, (str, Path)) or not str(dataset).lower().endswith((".h5", ".hdf5")):
+        return
+    candidates = [Path(dataset)] + ([Path(data_root) / dataset] if data_root else [])
+    out = Path(out).resolve()
+    for path in (c.resolve() for c in candidates if c.exists()):
+        written = path.parent == out and path.name in names
+        if written or out in path.parents and path.parent != out:
+            raise ValueError(f"dataset={str(dataset)!r} is {'one of' if written else 'inside'} the files "
+                             f"that out={str(out)!r} receives: it would be overwritten. Move the dataset "
+                             f"or choose another out folder")
+
+
 def table1(dataset="mnist-5k", *, runs=5, epochs=2, rows=None, grid=None, seed=0, out=None, verbose=1,
            layers=None, batch_size=100, dtype="float32", backend=None, sibp_eta_scale=1.0,
            data_root=None, jobs=None, dask=None):
@@ -176,6 +192,7 @@ def table1(dataset="mnist-5k", *, runs=5, epochs=2, rows=None, grid=None, seed=0
     seed = check_seed("seed", seed)
     if out is not None:
         check_output_folder("out", out)
+        _check_not_an_output(dataset, data_root, out, ("table1.h5", "table1.json", "table1.md"))
     grid = _float_list("grid", GRID if grid is None else grid)
     picked = range(1, len(TABLE1_ROWS) + 1) if rows is None else [check_int("rows[]", r) for r in rows]
     bad = [r for r in picked if not 1 <= r <= len(TABLE1_ROWS)]
@@ -355,6 +372,7 @@ def eta_grid(method="sibp", dataset="mnist-5k", *, param=None, grid=GRID, fixed=
     seed = check_seed("seed", seed)
     if out is not None:
         check_output_folder("out", out)
+        _check_not_an_output(dataset, data_root, out, ("eta_grid.h5", "eta_grid.json", "eta_grid.md"))
     get_method(method, **{param: grid[0]}, **fixed)  # bad hyperparameters fail before any training
     data = load_dataset(dataset, root=data_root, dtype=dtype)
     layers = _layers(data, layers)
@@ -446,6 +464,7 @@ def figure(number, *, dataset="mnist-5k", widths=None, epochs=3, time_budget=Non
     seed = check_seed("seed", seed)
     if out is not None:
         check_output_folder("out", out)
+        _check_not_an_output(dataset, data_root, out, ())
     title, paper_widths, xaxis, runs = FIGURES[number]
     data = load_dataset(dataset, root=data_root, dtype=dtype)
     hidden = [check_int("widths[]", w, minimum=1) for w in widths] if widths else paper_widths

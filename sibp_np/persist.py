@@ -1,19 +1,20 @@
 """Model files: one HDF5 file holds a network's architecture, its parameters and the package version.
 
-The file is written atomically. Reading treats it as untrusted: every field is checked (format,
-architecture, the set of parameters, their shapes and dtypes), and anything wrong is a
-:class:`ModelFileError` that names it. No pickle is involved.
+The file is written atomically, with a SHA-256 checksum over everything in it. Reading treats it as
+untrusted: the checksum and every field are checked (format, architecture, the set of parameters, their
+shapes, dtypes and finiteness), and anything wrong is a :class:`ModelFileError` that names it. No pickle
+is involved.
 """
 import json
 from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path, open_hdf5
+from ._io import atomic_path, hdf5_digest, open_hdf5
 from ._version import __version__
 
 FORMAT = "sibp_np-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with a SHA-256 checksum (version 1 files, without one, still load)
 ARCHITECTURE_KEYS = ("layer_sizes", "activation", "loss", "dtype", "init", "init_std")
 
 
@@ -32,6 +33,7 @@ def save_model(state, path):
         g = f.create_group("params")
         for k, v in state["params"].items():
             g.create_dataset(k, data=v)
+        f.attrs["sha256"] = hdf5_digest(f)
 
 
 def read_model(path):
@@ -48,6 +50,12 @@ def read_model(path):
             arch = json.loads(f.attrs["architecture"])
             group = f["params"]
             params = {k: group[k][()] for k in group}
+            checked = int(f.attrs["format_version"]) >= 2
+            if checked and f.attrs.get("sha256") != hdf5_digest(f):
+                raise ModelFileError(f"model file {path} is corrupt: its SHA-256 checksum does not match "
+                                     f"its contents (a changed byte, or an edit)")
+        except ModelFileError:
+            raise
         except Exception as exc:  # missing attributes or groups, unreadable datasets
             raise ModelFileError(f"model file {path} is damaged: {type(exc).__name__}: {exc}") from exc
         version = str(f.attrs.get("sibp_np_version", "?"))
@@ -82,4 +90,6 @@ def check_params(params, arch, source):
         if a.shape != shape or a.dtype.kind != "f":
             raise ModelFileError(f"{source}: parameter {k} must be a float array of shape {shape}, got "
                                  f"{a.dtype} {a.shape}")
+        if not np.isfinite(a).all():
+            raise ModelFileError(f"{source}: parameter {k} holds NaN or inf")
     return {k: np.asarray(params[k]) for k in shapes}

@@ -1,4 +1,5 @@
 """Model files, pickling and checkpoints as models: round trips are bitwise, bad files are named."""
+import contextlib
 import pickle
 
 import h5py
@@ -64,22 +65,48 @@ def test_bad_model_files_are_named(tmp_path):
     with pytest.raises(ModelFileError, match="not a sibp_np model"):
         MLP.load(_write(tmp_path / "other.h5", format="something"))
     model, _, _ = small_problem()
+    # each edit below recomputes the checksum, so that the field checks behind it are reached
     model.save(tmp_path / "good.h5")
-    with h5py.File(tmp_path / "good.h5", "a") as f:
+    with resealed(tmp_path / "good.h5") as f:
         del f["params/b1"]
     with pytest.raises(ModelFileError, match=r"missing \['b1'\]"):
         MLP.load(tmp_path / "good.h5")
     model.save(tmp_path / "shape.h5")
-    with h5py.File(tmp_path / "shape.h5", "a") as f:
+    with resealed(tmp_path / "shape.h5") as f:
         del f["params/W0"]
         f["params/W0"] = np.zeros((2, 2))
     with pytest.raises(ModelFileError, match=r"parameter W0 must be a float array of shape \(5, 6\)"):
         MLP.load(tmp_path / "shape.h5")
     model.save(tmp_path / "arch.h5")
-    with h5py.File(tmp_path / "arch.h5", "a") as f:
+    with resealed(tmp_path / "arch.h5") as f:
         f.attrs["architecture"] = f.attrs["architecture"].replace('"relu"', '"swish"')
     with pytest.raises(ModelFileError, match="invalid architecture: activation='swish'"):
         MLP.load(tmp_path / "arch.h5")
+    model.save(tmp_path / "nan.h5")
+    with resealed(tmp_path / "nan.h5") as f:
+        f["params/W1"][0, 0] = np.nan
+    with pytest.raises(ModelFileError, match="parameter W1 holds NaN or inf"):
+        MLP.load(tmp_path / "nan.h5")
+
+
+@contextlib.contextmanager
+def resealed(path):
+    """Edit a model file and recompute its checksum, as a deliberate edit would."""
+    from sibp_np._io import hdf5_digest
+    with h5py.File(path, "a") as f:
+        yield f
+        f.attrs["sha256"] = hdf5_digest(f)
+
+
+def test_a_model_file_with_a_flipped_byte_is_refused(tmp_path):
+    model, X, _ = small_problem()
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "a") as f:  # one parameter changed, the checksum left as it was
+        W = f["params/W0"][()]
+        W.view(np.uint8)[3] ^= 1
+        f["params/W0"][...] = W
+    with pytest.raises(ModelFileError, match="is corrupt: its SHA-256 checksum does not match"):
+        MLP.load(tmp_path / "m.h5")
 
 
 def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):

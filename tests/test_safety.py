@@ -112,3 +112,27 @@ def test_a_checkpoint_with_a_flipped_byte_is_refused(tmp_path, dataset):
     with pytest.raises(CheckpointError, match=r"c\.h5.*(checksum|corrupt)"):
         fit(MLP([6, 5, 3], seed=0), Adam(), X, y, epochs=4, batch_size=10, verbose=0, seed=0,
             resume=tmp_path / "c.h5")
+
+
+@pytest.mark.parametrize("command,name", [("table1", "table1.h5"), ("eta-grid", "eta_grid.h5"),
+                                          ("table1", "runs/data.h5")])
+def test_an_experiment_never_overwrites_its_own_dataset(tmp_path, command, name):
+    from sibp_np.cli import main
+    from sibp_np.datasets import save_h5
+    r = np.random.default_rng(0)
+    out = tmp_path / "out"
+    (out / "runs").mkdir(parents=True)
+    dataset = out / name
+    save_h5(dataset, X_train=r.random((40, 6)), y_train=r.integers(0, 3, 40), X_val=r.random((10, 6)),
+            y_val=r.integers(0, 3, 10))
+    before = dataset.read_bytes()
+    rc = main([command, "--dataset", str(dataset), "--out", str(out), "--epochs", "1", "--grid", "1",
+               "--quiet"])
+    assert rc != 0 and dataset.read_bytes() == before
+    # the same dataset elsewhere in the folder is not one of the outputs: the command runs
+    other = out / "data.h5"
+    other.write_bytes(before)
+    assert main([command, "--dataset", str(other), "--out", str(out), "--epochs", "1", "--grid", "1",
+                 "--batch-size", "10", "--quiet",
+                 *(["--runs", "1", "--rows", "4"] if command == "table1" else [])]) == 0
+    assert other.read_bytes() == before
