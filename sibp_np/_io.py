@@ -10,11 +10,14 @@ from pathlib import Path
 def atomic_path(path):
     """Context manager yielding a temporary path to write; on success it replaces ``path``.
 
-    Temporary files left by a writer that was killed (``.NAME.*.tmp`` beside ``path``) are removed first.
-    On an exception the temporary file is removed and ``path`` is untouched.
+    Temporary files left by a writer that was killed (``.NAME.<pid>.tmp`` beside ``path``, whose process
+    no longer runs) are removed first; a live writer's, another process writing the same file at the
+    same time, is left alone. On an exception the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        if _writer_alive(stale.name[len(path.name) + 2:-len(".tmp")]):
+            continue
         with contextlib.suppress(OSError):
             stale.unlink()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -32,6 +35,19 @@ def atomic_path(path):
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _writer_alive(pid):
+    """Whether the process ``pid`` (the text between the dots of a temporary name) still runs here."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, OverflowError):
+        return False
+    except OSError:
+        return True  # it exists (another user's process), or cannot be asked: leave its file alone
+    return True
 
 
 def write_text(path, text):

@@ -13,8 +13,10 @@ initial weights and the minibatch order are seeded from it, and BLAS runs on one
 
 :func:`run_sweep` writes each finished run's history atomically to ``<out>/runs/<spec id>.h5`` as it
 completes. Run again with the same ``out``, it loads those and runs only the rest, so a killed sweep
-resumes where it stopped. A single run always trains in one process: the engine distributes runs, not
-the inside of a run.
+resumes where it stopped. A saved run is reused only when it was made for the same spec, by the same
+package version and commit, from the same dataset file (its size and modification time), and its
+numbers still match the checksum saved with them; otherwise it runs again, and the log says why. A
+single run always trains in one process: the engine distributes runs, not the inside of a run.
 """
 import functools
 import hashlib
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 from ._validation import check_int
+from ._version import __version__
 from .history import History
 
 
@@ -221,6 +224,8 @@ def run_sweep(specs, *, out=None, jobs=None, dask=None, verbose=1):
                 sid = spec_id(spec)
                 results[sid] = history
                 if folder is not None:
+                    history.summary["sweep_cache"] = {**_cache_key(spec),
+                                                      "records_sha256": _records_sha256(history)}
                     history.save(folder / f"{sid}.h5")
                 if verbose:
                     left = (time.perf_counter() - t0) / done * (len(todo) - done)
@@ -239,4 +244,45 @@ def _load_result(path, spec):
     except Exception as exc:  # a damaged file: the run is done again
         print(f"sweep: {path} is unreadable ({type(exc).__name__}); running it again", file=sys.stderr)
         return None
-    return h if h.config.get("spec") == spec else None
+    if h.config.get("spec") != spec:
+        return None
+    saved, now = h.summary.get("sweep_cache"), _cache_key(spec)
+    if not isinstance(saved, dict):
+        why = "it has no cache key (an older sibp_np made it)"
+    elif (saved.get("sibp_np"), saved.get("git_commit")) != (now["sibp_np"], now["git_commit"]):
+        why = (f"sibp_np {saved.get('sibp_np')} (commit {saved.get('git_commit')}) made it, this is "
+               f"{now['sibp_np']} (commit {now['git_commit']})")
+    elif saved.get("dataset") != now["dataset"]:
+        why = f"the dataset changed since: {saved.get('dataset')} then, {now['dataset']} now"
+    elif saved.get("records_sha256") != _records_sha256(h):
+        why = "its numbers do not match their checksum"
+    else:
+        return h
+    print(f"sweep: {path} is stale, running it again: {why}", file=sys.stderr)
+    return None
+
+
+def _cache_key(spec):
+    """What a saved run must share with this process to be reused, besides its spec."""
+    from .environment import _git_commit
+    return {"sibp_np": __version__, "git_commit": _cached_commit(_git_commit),
+            "dataset": _dataset_identity(spec)}
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_commit(git_commit):
+    return git_commit()
+
+
+def _dataset_identity(spec):
+    """A dataset file's resolved path, size and modification time; a named dataset's name."""
+    name, root = spec["dataset"], spec["data_root"]
+    for candidate in ([Path(root) / name] if root else []) + [Path(name)]:
+        if candidate.is_file():
+            st = candidate.stat()
+            return {"path": str(candidate.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"name": name}
+
+
+def _records_sha256(history):
+    return hashlib.sha256(json.dumps(history.records, sort_keys=True, default=str).encode()).hexdigest()

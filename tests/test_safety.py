@@ -136,3 +136,20 @@ def test_an_experiment_never_overwrites_its_own_dataset(tmp_path, command, name)
                  "--batch-size", "10", "--quiet",
                  *(["--runs", "1", "--rows", "4"] if command == "table1" else [])]) == 0
     assert other.read_bytes() == before
+
+
+def test_a_second_writer_leaves_a_live_writers_temporary_file_alone(tmp_path):
+    from sibp_np._io import write_text
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        mine = tmp_path / f".run.json.{live.pid}.tmp"      # a sweep writing the same file right now
+        killed = tmp_path / f".run.json.{dead.pid}.tmp"    # one that was killed mid-write
+        mine.write_text("half")
+        killed.write_text("half")
+        write_text(tmp_path / "run.json", "{}")
+        assert mine.exists() and not killed.exists() and (tmp_path / "run.json").read_text() == "{}"
+    finally:
+        live.kill()
+        live.wait()

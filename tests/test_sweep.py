@@ -79,3 +79,46 @@ def test_spec_ids_are_stable_and_specs_plain():
     assert sweep.spec_id({**spec, "seed": 4}) != sweep.spec_id(spec)
     with pytest.raises(ValueError, match="give jobs or dask, not both"):
         sweep.make_executor(jobs=2, dask="local:1")
+
+
+def test_a_stale_saved_run_is_run_again_and_the_log_says_why(tmp_path, capsys):
+    import numpy as np
+
+    from sibp_np.datasets import save_h5
+    r = np.random.default_rng(0)
+    data = tmp_path / "d.h5"
+
+    def write_data(scale):
+        save_h5(data, X_train=scale * r.random((60, 5)), y_train=r.integers(0, 3, 60),
+                X_val=r.random((20, 5)), y_val=r.integers(0, 3, 20))
+    write_data(1.0)
+    spec = sweep.run_spec(dataset=str(data), layers=[5, 8, 3], method="sgd", hyperparameters={"lr": 0.1},
+                          seed=0, epochs=1, batch_size=20)
+    out = tmp_path / "out"
+    first = sweep.run_sweep([spec], out=out, verbose=0)[0]
+    saved = out / "runs" / f"{sweep.spec_id(spec)}.h5"
+    again = sweep.run_sweep([spec], out=out, verbose=0)[0]  # reused: the same numbers, no message
+    assert again.records == first.records and "stale" not in capsys.readouterr().err
+
+    def reran(edit, why):
+        edit()
+        sweep.run_sweep([spec], out=out, verbose=0)
+        err = capsys.readouterr().err
+        assert "is stale, running it again" in err and why in err, err
+
+    def corrupt_numbers():
+        h = History.load(saved)
+        h.records[-1]["train_loss"] = 0.0  # a plausible number, silently wrong
+        h.save(saved)
+
+    def other_version():
+        h = History.load(saved)
+        h.summary["sweep_cache"]["sibp_np"] = "0.0.1"
+        h.save(saved)
+
+    reran(corrupt_numbers, "do not match their checksum")
+    reran(other_version, "sibp_np 0.0.1")
+    time.sleep(0.01)
+    reran(lambda: write_data(2.0), "the dataset changed since")
+    sweep.run_sweep([spec], out=out, verbose=0)  # the rerun saved a current file: reused now
+    assert "stale" not in capsys.readouterr().err
