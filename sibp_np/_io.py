@@ -5,6 +5,8 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -48,6 +50,36 @@ def _writer_alive(pid):
     except OSError:
         return True  # it exists (another user's process), or cannot be asked: leave its file alone
     return True
+
+
+#: the most that deflate (gzip) can expand its input: a compressed dataset declaring more than this
+#: many times its stored bytes cannot be real data
+DEFLATE_MAX_RATIO = 1032
+
+
+def check_declared_size(f, path, error, names=None):
+    """Before reading: refuse datasets whose declared size the file cannot hold.
+
+    A dataset of shape ``(2**31, 2)`` whose chunks were never written takes a few hundred bytes on disk
+    and 16 GiB in memory once read. Every dataset in ``f`` (or those of ``names`` that exist) must have
+    its declared bytes stored in the file: all of them when uncompressed, at least 1/1032 of them when
+    compressed (deflate's limit). External and virtual datasets, which read other files, are refused.
+    """
+    import h5py
+    items = []
+    if names is None:
+        f.visititems(lambda name, obj: items.append((name, obj)) if isinstance(obj, h5py.Dataset) else None)
+    else:
+        items = [(n, f[n]) for n in names if n in f and isinstance(f[n], h5py.Dataset)]
+    for name, d in items:
+        if d.is_virtual or d.external:
+            raise error(f"{path}: dataset {name!r} reads data from other files; refused")
+        declared = int(np.prod(d.shape, dtype=np.float64)) * d.dtype.itemsize if d.shape else d.dtype.itemsize
+        stored = d.id.get_storage_size()
+        limit = stored * (DEFLATE_MAX_RATIO if d.compression else 1)
+        if declared > max(limit, 64 * 1024 if not d.chunks else 0):
+            raise error(f"{path}: dataset {name!r} declares {declared:,} bytes ({d.dtype} {d.shape}) "
+                        f"but stores {stored:,}: refused before reading")
 
 
 def write_text(path, text):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path, open_hdf5
+from ._io import atomic_path, check_declared_size, open_hdf5
 from ._io import hdf5_digest as digest
 from ._version import __version__
 from .history import History
@@ -84,6 +84,7 @@ def load_checkpoint(path):
             if version != FORMAT_VERSION:
                 raise CheckpointError(f"checkpoint {path} has format version {version}; this sibp_np "
                                       f"({__version__}) reads version {FORMAT_VERSION} (with a checksum)")
+            check_declared_size(f, path, CheckpointError)  # before the checksum reads everything
             arrays = {}
             if f.attrs.get("sha256") != digest(f, arrays):
                 raise CheckpointError(f"checkpoint {path} is corrupt: its SHA-256 checksum does not match "

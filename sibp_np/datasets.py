@@ -228,13 +228,21 @@ def save_h5(path, **arrays):
             f.create_dataset(k, data=v, compression="gzip" if v.size > 1024 else None)
 
 
-def load_h5(path):
-    """All datasets of an HDF5 file as a dict of NumPy arrays."""
+#: the datasets a dataset file may hold; anything else in it is never read
+SPLIT_NAMES = tuple(f"{v}_{s}" for s in ("train", "val", "test") for v in "Xy")
+
+
+def load_h5(path, names=SPLIT_NAMES):
+    """The datasets ``names`` of an HDF5 file (those present) as a dict of NumPy arrays, each checked
+    against the file's size before it is read (:func:`sibp_np._io.check_declared_size`)."""
     import h5py
+
+    from ._io import check_declared_size
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
-            return {k: f[k][()] for k in f if isinstance(f[k], h5py.Dataset)}
+            check_declared_size(f, path, ValueError, names=names)
+            return {k: f[k][()] for k in names if k in f and isinstance(f[k], h5py.Dataset)}
     except OSError as exc:
         raise ValueError(f"{path} is not a readable HDF5 file ({exc})") from exc
 
@@ -469,6 +477,12 @@ def _load_h5_dataset(path, dt):
         else:
             y = _integral(y, f"{path}: y_{split} label", 0, np.iinfo(np.int64).max).astype(np.int64)
         splits[split] = (np.asarray(X, dtype=dt), y)
+    if not real:  # K output units for labels 0 ... K-1: more classes than samples is no dataset
+        n = sum(len(y) for _, y in splits.values())
+        top = max(int(y.max()) for _, y in splits.values() if len(y))
+        if top + 1 > max(n, 2):
+            raise ValueError(f"{path}: label {top} asks for {top + 1} classes (output units) in a dataset of "
+                             f"{n} samples; labels must be 0 ... K-1 with K at most the number of samples")
     X_train, y_train = splits["train"]
     X_val, y_val = splits.get("val", (X_train[:0], y_train[:0]))
     X_test, y_test = splits.get("test", (None, None))

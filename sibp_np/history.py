@@ -102,7 +102,9 @@ class History:
     def load_hdf5(cls, path_or_group, name="history"):
         import h5py
         if _is_path(path_or_group):
+            from ._io import check_declared_size
             with h5py.File(path_or_group, "r") as f:
+                check_declared_size(f, path_or_group, ValueError)
                 return cls.load_hdf5(f, name)
         g = path_or_group[name]
         h = cls(json.loads(g.attrs["config"]), json.loads(g.attrs.get("environment", "{}")))

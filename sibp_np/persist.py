@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path, hdf5_digest, open_hdf5
+from ._io import atomic_path, check_declared_size, hdf5_digest, open_hdf5
 from ._version import __version__
 
 FORMAT = "sibp_np-model"
@@ -46,6 +46,7 @@ def read_model(path):
         if int(f.attrs.get("format_version", -1)) > FORMAT_VERSION:
             raise ModelFileError(f"{path} has model format version {f.attrs['format_version']}, newer "
                                  f"than this sibp_np ({__version__}) reads ({FORMAT_VERSION})")
+        check_declared_size(f, path, ModelFileError)  # before anything is read
         try:
             arch = json.loads(f.attrs["architecture"])
             group = f["params"]

@@ -153,3 +153,69 @@ def test_a_second_writer_leaves_a_live_writers_temporary_file_alone(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+BOMB = (2 ** 31, 2)  # float32: 16 GiB once read; never written, so the file stays a few KB
+
+
+def _bomb(group, name):
+    if name in group:
+        del group[name]
+    group.create_dataset(name, shape=BOMB, dtype="f4", chunks=(4096, 2))
+
+
+def _bomb_files(tmp_path):
+    from sibp_np import SGD
+    from sibp_np.datasets import save_h5
+    model = MLP([4, 3, 2], seed=0)
+    model.save(tmp_path / "model.h5")
+    r = np.random.default_rng(0)
+    X, y = r.random((20, 4)), r.integers(0, 2, 20)
+    h = fit(model, SGD(), X, y, epochs=1, batch_size=10, verbose=0, checkpoint=str(tmp_path / "ckpt.h5"))
+    h.save(tmp_path / "history.h5")
+    save_h5(tmp_path / "data.h5", X_train=X, y_train=y)
+    edits = {"model.h5": "params/W0", "ckpt.h5": "model/W0", "history.h5": "history/train_loss",
+             "data.h5": "X_train"}
+    for name, target in edits.items():
+        with h5py.File(tmp_path / name, "a") as f:
+            _bomb(f, target)
+        assert (tmp_path / name).stat().st_size < 64 * 1024
+    return {"model.h5": "MLP.load", "ckpt.h5": "MLP.from_checkpoint", "history.h5": "History.load",
+            "data.h5": "load_dataset"}
+
+
+def test_files_of_a_few_kb_that_declare_16_gib_are_refused_before_reading(tmp_path):
+    loaders = _bomb_files(tmp_path)
+    code = """
+import resource, sys
+from sibp_np import MLP, History, load_dataset
+loader = {"MLP.load": MLP.load, "MLP.from_checkpoint": MLP.from_checkpoint, "History.load": History.load,
+          "load_dataset": load_dataset}[sys.argv[1]]
+try:
+    loader(sys.argv[2])
+    print("LOADED")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+    for name, loader in loaders.items():
+        out = subprocess.run([sys.executable, "-c", code, loader, str(tmp_path / name)],
+                             capture_output=True, text=True, timeout=120).stdout
+        assert "declares 17,179,869,184 bytes" in out and "refused before reading" in out, (name, out)
+        rss_mb = int(out.split("MAXRSS_KB")[1]) / 1024
+        assert rss_mb < 200, (name, rss_mb)
+
+
+def test_a_dataset_file_is_read_for_its_splits_only_and_its_labels_are_bounded(tmp_path):
+    from sibp_np import load_dataset
+    from sibp_np.datasets import save_h5
+    r = np.random.default_rng(0)
+    X, y = r.random((20, 4)), r.integers(0, 2, 20)
+    save_h5(tmp_path / "d.h5", X_train=X, y_train=y)
+    with h5py.File(tmp_path / "d.h5", "a") as f:
+        _bomb(f, "notes")  # an unrelated dataset: never read
+    assert load_dataset(str(tmp_path / "d.h5")).X_train.shape == (20, 4)
+    y[3] = 3_000_000
+    save_h5(tmp_path / "labels.h5", X_train=X, y_train=y)
+    with pytest.raises(ValueError, match="label 3000000 asks for 3000001 classes.*20 samples"):
+        load_dataset(str(tmp_path / "labels.h5"))
