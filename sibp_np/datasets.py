@@ -146,12 +146,29 @@ def _numpy_internal(name):
     raise pickle.UnpicklingError(f"this NumPy has no {name}")
 
 
+class _PickledNDArray:
+    """What ``numpy.ndarray`` stands for in a CIFAR pickle: an argument of :func:`_empty_array` only.
+    Called directly, as a crafted file does to declare gigabytes of memory as pixels, it refuses."""
+
+    def __init__(self, *args, **kwargs):
+        raise pickle.UnpicklingError("it calls numpy.ndarray directly (a declared size, not data): refused")
+
+
+def _empty_array(subtype, shape, dtype):
+    """NumPy's ``_reconstruct``, which pickles always call with an empty shape before filling the array
+    from its bytes (whose length must then match the shape): any other shape is refused."""
+    if subtype is not _PickledNDArray or not isinstance(shape, tuple) or math.prod(shape) != 0:
+        raise pickle.UnpicklingError(f"it reconstructs an array of shape {shape!r} before its data: "
+                                     f"refused")
+    return _numpy_internal("multiarray._reconstruct")(np.ndarray, shape, dtype)
+
+
 #: what a CIFAR-10 batch may reference: NumPy's array reconstruction, and bytes from Python 2 strings
 _CIFAR_GLOBALS = {
-    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "ndarray"): lambda: _PickledNDArray,
     ("numpy", "dtype"): lambda: np.dtype,
-    ("numpy.core.multiarray", "_reconstruct"): lambda: _numpy_internal("multiarray._reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"): lambda: _numpy_internal("multiarray._reconstruct"),
+    ("numpy.core.multiarray", "_reconstruct"): lambda: _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): lambda: _empty_array,
     ("numpy.core.numeric", "_frombuffer"): lambda: _numpy_internal("numeric._frombuffer"),
     ("numpy._core.numeric", "_frombuffer"): lambda: _numpy_internal("numeric._frombuffer"),
     ("_codecs", "encode"): lambda: codecs.encode,

@@ -155,6 +155,17 @@ def test_a_second_writer_leaves_a_live_writers_temporary_file_alone(tmp_path):
         live.wait()
 
 
+#: the peak resident memory of the process that runs it: resource.getrusage's ru_maxrss, or on Linux
+#: VmHWM, since a child started by fork inherits its parent's ru_maxrss across exec
+PEAK = """
+import resource
+def peak_kb():
+    try:
+        with open("/proc/self/status") as fh:
+            return int(next(line for line in fh if line.startswith("VmHWM:")).split()[1])
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
 BOMB = (2 ** 31, 2)  # float32: 16 GiB once read; never written, so the file stays a few KB
 
 
@@ -186,8 +197,8 @@ def _bomb_files(tmp_path):
 
 def test_files_of_a_few_kb_that_declare_16_gib_are_refused_before_reading(tmp_path):
     loaders = _bomb_files(tmp_path)
-    code = """
-import resource, sys
+    code = PEAK + """
+import sys
 from sibp_np import MLP, History, load_dataset
 loader = {"MLP.load": MLP.load, "MLP.from_checkpoint": MLP.from_checkpoint, "History.load": History.load,
           "load_dataset": load_dataset}[sys.argv[1]]
@@ -196,7 +207,7 @@ try:
     print("LOADED")
 except Exception as exc:
     print(type(exc).__name__, exc)
-print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print("MAXRSS_KB", peak_kb())
 """
     for name, loader in loaders.items():
         out = subprocess.run([sys.executable, "-c", code, loader, str(tmp_path / name)],
@@ -219,3 +230,28 @@ def test_a_dataset_file_is_read_for_its_splits_only_and_its_labels_are_bounded(t
     save_h5(tmp_path / "labels.h5", X_train=X, y_train=y)
     with pytest.raises(ValueError, match="label 3000000 asks for 3000001 classes.*20 samples"):
         load_dataset(str(tmp_path / "labels.h5"))
+
+
+@pytest.mark.parametrize("how", ["direct", "reconstruct"])
+def test_a_cifar_pickle_cannot_declare_gigabytes_as_pixels(tmp_path, how):
+    big = (2 ** 33,)  # 8 GiB of uint8
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # NumPy < 2
+        from numpy.core.multiarray import _reconstruct
+
+    class Declared:
+        def __reduce__(self):
+            if how == "direct":
+                return np.ndarray, (big, "u1")
+            return _reconstruct, (np.ndarray, big, b"b")
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": Declared(), b"labels": [0]}, protocol=2))
+    assert path.stat().st_size < 300
+    code = PEAK + ("import sys\nfrom sibp_np.datasets import read_cifar10_batch\n"
+                   "try:\n    read_cifar10_batch(sys.argv[1])\nexcept ValueError as exc:\n    print(exc)\n"
+                   "print('MAXRSS_KB', peak_kb())\n")
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
+                         timeout=60).stdout
+    assert "refused" in out and "not a readable CIFAR-10 pickle" in out, out
+    assert int(out.split("MAXRSS_KB")[1]) / 1024 < 200
