@@ -102,13 +102,15 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------------ training
     def _start(self, X, n_outputs):
-        """A new network and method, seeded from ``random_state``."""
+        """A new network and method, seeded from ``random_state``. Everything is built and checked
+        before any attribute is set, so a refused call leaves the estimator as it was."""
         sizes = self._check_params()
         rs = check_random_state(self.random_state)
-        self._seed = int(rs.randint(np.iinfo(np.int32).max))
-        self.model_ = MLP([X.shape[1], *sizes, n_outputs], activation=self.activation,
-                          init_std=self.init_std, seed=self._seed, dtype=self.dtype, loss=self._loss)
-        self.method_ = get_method(self.method, **{**self._method_defaults(), **(self.method_params or {})})
+        seed = int(rs.randint(np.iinfo(np.int32).max))
+        model = MLP([X.shape[1], *sizes, n_outputs], activation=self.activation,
+                    init_std=self.init_std, seed=seed, dtype=self.dtype, loss=self._loss)
+        method = get_method(self.method, **{**self._method_defaults(), **(self.method_params or {})})
+        self._seed, self.model_, self.method_ = seed, model, method
         self.loss_curve_, self.history_, self._epochs_done = [], None, 0
 
     def _train(self, X, Y, epochs, stop=False):
@@ -212,8 +214,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """Train a new network for ``epochs`` epochs on ``(X, y)``; returns ``self``."""
         epochs, stop = self._max_epochs()
         X, y = self._validate(X, y, reset=True)
-        Y = self._encode(y, reset=True)
-        self._start(X, len(self.classes_))
+        classes, Y = np.unique(self._labels(y), return_inverse=True)
+        self._start(X, len(classes))
+        self.classes_ = classes  # only once the new network is built: a refused fit keeps the old
         return self._train(X, Y, epochs, stop)
 
     def partial_fit(self, X, y, classes=None):
@@ -224,24 +227,31 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
-            self.classes_ = np.unique(np.asarray(classes))
-            self._start(X, len(self.classes_))
-        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes={classes!r} differs from the classes of the first call, "
-                             f"{self.classes_!r}")
-        return self._train(X, self._encode(y, reset=False), 1)
+            known = np.unique(np.asarray(classes))
+            Y = self._codes(y, known)  # checked before anything is built
+            self._start(X, len(known))
+            self.classes_ = known
+        else:
+            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+                raise ValueError(f"classes={classes!r} differs from the classes of the first call, "
+                                 f"{self.classes_!r}")
+            Y = self._codes(y, self.classes_)
+        return self._train(X, Y, 1)
 
-    def _encode(self, y, reset):
+    @staticmethod
+    def _labels(y):
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        if reset:
-            self.classes_, codes = np.unique(y, return_inverse=True)
-            return codes
-        unknown = np.setdiff1d(y, self.classes_)
+        return y
+
+    def _codes(self, y, classes):
+        """Positions of ``y``'s labels in ``classes``; labels outside it are refused."""
+        y = self._labels(y)
+        unknown = np.setdiff1d(y, classes)
         if unknown.size:
             raise ValueError(f"y has labels {unknown[:5].tolist()} that are not in classes_ "
-                             f"{self.classes_[:10].tolist()}")
-        return np.searchsorted(self.classes_, y)
+                             f"{classes[:10].tolist()}")
+        return np.searchsorted(classes, y)
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in the order of ``classes_``."""
@@ -287,9 +297,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """Train a new network for ``epochs`` epochs on ``(X, y)``; returns ``self``."""
         epochs, stop = self._max_epochs()
         X, y = self._validate(X, y, reset=True)
-        self._one_column = y.ndim == 1
         Y = y.reshape(len(y), -1)
         self._start(X, Y.shape[1])
+        self._one_column = y.ndim == 1
         self._set_scaling(Y)
         return self._train(X, self._scaled(Y), epochs, stop)
 
@@ -299,8 +309,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X, y = self._validate(X, y, reset=first)
         Y = y.reshape(len(y), -1)
         if first:
-            self._one_column = y.ndim == 1
             self._start(X, Y.shape[1])
+            self._one_column = y.ndim == 1
             self._set_scaling(Y)
         elif Y.shape[1] != self.model_.n_outputs:
             raise ValueError(f"y has {Y.shape[1]} output(s) but the model was fitted with "
@@ -320,7 +330,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def _method_defaults(self):
         # measured on the sin task, friedman1, diabetes and a 2-64-64-1 example (tools/RESULTS.md,
         # "Regression"): with the capped neuron step, eta = 0.1 and lam = 0.5 were best or near it on all
-        return {"eta": 0.1, "lam": 0.5} if self.method == "sibp" else {}
+        sibp = isinstance(self.method, str) and self.method.strip().lower() == "sibp"
+        return {"eta": 0.1, "lam": 0.5} if sibp else {}
 
     def predict(self, X):
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as in ``fit``."""

@@ -152,3 +152,28 @@ def test_import_sibp_np_does_not_import_sklearn():
     code = "import sys, sibp_np; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_refused_call_leaves_the_estimator_as_it_was():
+    X, y = blobs()
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0)
+    with pytest.raises(ValueError, match=r"labels \[7\] that are not in classes_"):
+        clf.partial_fit(X[:10], np.r_[y[:9], 7], classes=[0, 1, 2])
+    assert not hasattr(clf, "model_") and not hasattr(clf, "classes_")
+    clf.partial_fit(X, y, classes=[0, 1, 2])  # the corrected first call is a first call
+    assert clf.n_iter_ == 1
+    fitted = clf.fit(X, y)
+    before = (fitted.classes_.copy(), fitted.predict(X))
+    fitted.set_params(hidden_layer_sizes=(0,))
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes\[0\] must be >= 1"):
+        fitted.fit(X, np.array(["a", "b", "c"])[y])  # new labels, bad parameters: refused
+    np.testing.assert_array_equal(fitted.classes_, before[0])
+    np.testing.assert_array_equal(fitted.predict(X), before[1])
+
+
+def test_the_method_name_is_read_as_the_registry_reads_it():
+    X, y = sin_task()
+    a = MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, method="SIBP", random_state=0).fit(X, y)
+    b = MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, method="sibp", random_state=0).fit(X, y)
+    assert a.method_.hyperparameters() == b.method_.hyperparameters()
+    assert a.method_.eta == 0.1
