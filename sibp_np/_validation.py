@@ -68,7 +68,15 @@ def check_X(X, n_features, backend, dtype, name="X", values=True):
     """
     xp = backend.xp
     if isinstance(X, (list, tuple)):
-        X = np.asarray(X)
+        try:
+            X = np.asarray(X)
+        except ValueError as exc:  # rows of different lengths
+            raise ValueError(f"{name} is ragged: each row must have {n_features} values ({exc})") from None
+    if isinstance(X, np.ma.MaskedArray):
+        if np.ma.getmaskarray(X).any():
+            raise TypeError(f"{name} is a masked array with masked entries; fill them first "
+                            f"({name}.filled(value)) or drop those rows")
+        X = X.data
     if not (isinstance(X, np.ndarray) or backend.is_array(X)):
         raise TypeError(f"{name} must be an array of shape (n_samples, {n_features}), "
                         f"got {type(X).__name__}")
@@ -114,6 +122,8 @@ def check_y(y, n_samples, n_classes, backend, name="y", values=True):
         raise ValueError(f"{name} must be 1-D integer labels of shape ({n_samples},), got shape "
                          f"{tuple(y.shape)} (one-hot targets are not accepted; pass y.argmax(1))")
     _check_length(name, y, n_samples)
+    if y.dtype.kind == "f" and not backend.to_bool(xp.isfinite(xp.asarray(y)).all()):
+        raise ValueError(f"{name} contains NaN or inf (class labels must be whole numbers)")
     if y.dtype.kind not in "iu":
         if y.dtype.kind == "f" and backend.to_bool(xp.all(xp.asarray(y) == xp.round(xp.asarray(y)))):
             pass  # integral floats are accepted

@@ -23,6 +23,15 @@ from .persist import ModelFileError, check_architecture, check_params, read_mode
 INITS = ("normal", "he", "xavier")
 
 
+def _memory_bytes():
+    """This machine's physical memory in bytes, or 0 where it cannot be asked."""
+    import os
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 class MLP:
     """Fully connected network ``G_{i+1} = F_i W_i^T + b_i``, ``F_{i+1} = sigma(G_{i+1})`` (eq. 1).
 
@@ -82,6 +91,11 @@ class MLP:
         for i, s in enumerate(sizes):
             if s < 1:
                 raise ValueError(f"layer_sizes[{i}] must be a positive width, got {s} in {layer_sizes!r}")
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        need, have = n_params * np.dtype(check_dtype("dtype", dtype)).itemsize, _memory_bytes()
+        if have and need > have:
+            raise ValueError(f"layer_sizes={list(sizes)} has {n_params:,} parameters: {need / 2**30:.1f} GiB "
+                             f"in {np.dtype(dtype).name}, more than this machine's {have / 2**30:.1f} GiB")
         self.layer_sizes = sizes
         self.activation = get_activation(activation)
         if self.activation.name == "identity":
@@ -91,6 +105,10 @@ class MLP:
         self.dtype = check_dtype("dtype", dtype)
         self.init = check_choice("init", init, INITS)
         self.init_std = check_positive("init_std", init_std)
+        with np.errstate(over="ignore"):  # a draw of 8 standard deviations must still be a number
+            if not np.isfinite(self.dtype.type(8.0 * self.init_std)):
+                raise ValueError(f"init_std={init_std!r} overflows {self.dtype.name}: the initial weights "
+                                 f"would be inf; choose a smaller init_std or dtype='float64'")
         self.backend = get_backend(backend)
 
     def _store_params(self, W_list, b_list):

@@ -417,3 +417,24 @@ def test_property_every_method_trains_finite_or_reports(name, sizes, n, batch, h
         assert all(np.isfinite(hist["train_loss"])) and m.params_finite()
     else:
         assert hist.diverged["method"] == name and hist.diverged["epoch"] in (1, 2)
+
+
+def test_more_inputs_that_gave_raw_errors_or_garbage():
+    from sibp_np.model import _memory_bytes
+    m = MLP([3, 4, 2], seed=0)
+    X = np.zeros((5, 3))
+    with pytest.raises(ValueError, match="y contains NaN or inf"):
+        fit(m, SGD(), X, np.array([0, 1, np.inf, 0, 1]), epochs=1, batch_size=5, verbose=0)
+    with pytest.raises(ValueError, match="X is ragged: each row must have 3 values"):
+        m.predict([[1, 2, 3], [1, 2]])
+    with pytest.raises(TypeError, match="X is a masked array with masked entries"):
+        m.predict(np.ma.masked_array(X, mask=np.eye(5, 3, dtype=bool)))
+    np.testing.assert_array_equal(m.predict(np.ma.masked_array(X)), m.predict(X))  # nothing masked
+    with pytest.raises(ValueError, match=r"init_std=1e\+39 overflows float32"):
+        MLP([3, 4, 2], init_std=1e39)
+    MLP([3, 4, 2], init_std=1e39, dtype="float64")  # float64 holds it
+    if not _memory_bytes():
+        pytest.skip("this platform does not tell its memory size")
+    with pytest.raises(ValueError, match=r"layer_sizes=\[3, 1000000000000, 2\] has 6,000,000,000,002 "
+                                         r"parameters: .* GiB in float32, more than this machine's"):
+        MLP([3, 10 ** 12, 2])
