@@ -428,7 +428,7 @@ def load_dataset(name, root=None, download=False, split_seed=0, dtype="float32")
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"name must be a dataset name or a path, got {type(name).__name__}")
     sname = str(name)
-    if sname.endswith((".h5", ".hdf5")):
+    if sname.lower().endswith((".h5", ".hdf5")):
         return _load_h5_dataset(Path(sname), dt)
     key = sname.strip().lower().replace("_", "-")
     key = {"fashion": "fashion-mnist", "fmnist": "fashion-mnist", "cifar-10": "cifar10",

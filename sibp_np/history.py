@@ -111,6 +111,11 @@ class History:
         h.diverged = json.loads(g.attrs["diverged"])
         h.summary = json.loads(g.attrs.get("summary", "{}"))
         cols = {k: g[k][()] for k in g}
+        shapes = {k: (v.shape, v.dtype.kind) for k, v in cols.items()}
+        if any(len(sh) != 1 or kind not in "fiu" for sh, kind in shapes.values()) or \
+                len({sh for sh, _ in shapes.values()}) > 1:
+            raise ValueError(f"{getattr(g.file, 'filename', '?')}: a history's columns are 1-D numbers of "
+                             f"one length; got {dict(sorted(shapes.items())[:6])}")
         n = len(next(iter(cols.values()))) if cols else 0
         for i in range(n):
             rec = {}
@@ -133,11 +138,45 @@ class History:
 
     @classmethod
     def load(cls, path):
-        """Read a history saved by :meth:`save` (the format follows the file name)."""
+        """Read a history saved by :meth:`save` (the format follows the file name). The file is checked:
+        anything that is not a history (another artefact, columns of different lengths, records that
+        are not numbers) is a ``ValueError`` that names the file."""
         if _format_of(path, "path") == "hdf5":
-            return cls.load_hdf5(path)
-        with open(path) as fh:
-            return cls.from_dict(json.load(fh))
+            try:
+                h = cls.load_hdf5(path)
+            except (ValueError, FileNotFoundError):
+                raise
+            except Exception as exc:  # h5py's KeyError/OSError on a file that is not a history
+                raise ValueError(f"{path} is not a sibp_np history: {type(exc).__name__}: {exc}") from None
+            _check_records(h.records, path)
+            return h
+        try:
+            with open(path) as fh:
+                d = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(f"{path} is not a JSON history: {type(exc).__name__}: {exc}") from None
+        if not isinstance(d, dict) or not isinstance(d.get("records"), list) or not isinstance(
+                d.get("config", {}), dict):
+            raise ValueError(f"{path} is not a sibp_np history: it needs an object with a 'records' list "
+                             f"and a 'config' object (got {type(d).__name__} with keys "
+                             f"{sorted(d)[:8] if isinstance(d, dict) else '-'})")
+        _check_records(d["records"], path)
+        return cls.from_dict(d)
+
+
+def _check_records(records, path):
+    """Every record an object of numbers (or None, or short strings such as a method's name), with a
+    whole, finite ``epoch``."""
+    for i, r in enumerate(records):
+        if not isinstance(r, dict):
+            raise ValueError(f"{path}: record {i} is a {type(r).__name__}, not an object")
+        epoch = r.get("epoch")
+        if not (isinstance(epoch, (int, float)) and not isinstance(epoch, bool) and math.isfinite(epoch)
+                and epoch == int(epoch)):
+            raise ValueError(f"{path}: record {i} has epoch {epoch!r}; it must be a whole number")
+        for k, v in r.items():
+            if not (v is None or isinstance(v, (int, float, str)) and not isinstance(v, bool)):
+                raise ValueError(f"{path}: record {i} has {k}={v!r:.60}; records hold numbers")
 
 
 def _is_path(obj):

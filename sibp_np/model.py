@@ -114,6 +114,12 @@ class MLP:
     def _store_params(self, W_list, b_list):
         """Put host arrays on the backend as the parameters (their shapes already checked)."""
         sizes = self.layer_sizes
+        for name, arrays in (("W", W_list), ("b", b_list)):
+            for i, a in enumerate(arrays):
+                with np.errstate(over="ignore"):
+                    if not np.isfinite(np.asarray(a, dtype=self.dtype)).all():
+                        raise ValueError(f"parameter {name}{i} is not finite in {self.dtype.name} (NaN, "
+                                         f"inf, or values that overflow it)")
         self._W = [self.backend.asarray(W, dtype=self.dtype) for W in W_list]
         self._b = [self.backend.asarray(b, dtype=self.dtype) for b in b_list]
         self.weights = _ParamList(self, self._W, "weights", lambda i: (sizes[i + 1], sizes[i]))

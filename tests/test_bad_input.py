@@ -438,3 +438,51 @@ def test_more_inputs_that_gave_raw_errors_or_garbage():
     with pytest.raises(ValueError, match=r"layer_sizes=\[3, 1000000000000, 2\] has 6,000,000,000,002 "
                                          r"parameters: .* GiB in float32, more than this machine's"):
         MLP([3, 10 ** 12, 2])
+
+
+def test_history_files_are_checked_and_named(tmp_path):
+    import json
+
+    import h5py
+
+    from sibp_np import History
+    bad = {"list.json": "[1, 2]", "garbage.json": "{not json", "deep.json": "[" * 100000,
+           "table1.json": json.dumps({"meta": {}, "rows": []}),
+           "strings.json": json.dumps({"config": {}, "records": [{"epoch": 0, "train_loss": [1, 2]}]}),
+           "epoch.json": json.dumps({"config": {}, "records": [{"epoch": float("inf")}]})}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ValueError, match=name):
+            History.load(tmp_path / name)
+    with h5py.File(tmp_path / "cols.h5", "w") as f:  # columns of different lengths were cut silently
+        g = f.create_group("history")
+        g["epoch"], g["train_loss"] = np.arange(3.0), np.ones(1)
+        g.attrs["config"], g.attrs["diverged"] = "{}", "null"
+    with pytest.raises(ValueError, match="cols.h5: a history's columns are 1-D numbers of one length"):
+        History.load(tmp_path / "cols.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(ValueError, match="other.h5 is not a sibp_np history"):
+        History.load(tmp_path / "other.h5")
+
+
+def test_upper_case_h5_and_float32_overflow_on_load(tmp_path):
+    from sibp_np._io import hdf5_digest
+    from sibp_np.datasets import save_h5
+    r = np.random.default_rng(0)
+    save_h5(tmp_path / "D.H5", X_train=r.random((20, 4)), y_train=r.integers(0, 2, 20))
+    assert load_dataset(str(tmp_path / "D.H5")).X_train.shape == (20, 4)
+    MLP([3, 4, 2], dtype="float64").save(tmp_path / "m.h5")
+    with h5py_file(tmp_path / "m.h5") as f:
+        f["params/W0"][0, 0] = 1e39  # finite in float64, inf in float32
+        f.attrs["sha256"] = hdf5_digest(f)
+    model = MLP.load(tmp_path / "m.h5")
+    with pytest.raises(ValueError, match="parameter W0 is not finite in float32"):
+        model.astype("float32")
+
+
+@contextlib.contextmanager
+def h5py_file(path):
+    import h5py
+    with h5py.File(path, "a") as f:
+        yield f
