@@ -160,5 +160,14 @@ class Method:
                 for k, v in self.state.items()}
 
     def load_state_dict(self, state, backend):
+        """Restore ``state`` (from :meth:`state_dict`): every entry must be a finite number or a
+        finite numeric array, or a ``ValueError`` names it (a checkpoint is untrusted)."""
+        for k, v in state.items():
+            ok = (isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and np.isfinite(v).all()) or (
+                isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                and np.isfinite(v))
+            if not ok:
+                raise ValueError(f"{type(self).__name__}'s state {k!r} must be a finite number or numeric "
+                                 f"array, got {type(v).__name__} {str(v)[:40]!r}")
         self.state = {k: (backend.asarray(v) if isinstance(v, np.ndarray) else v)
                       for k, v in state.items()}

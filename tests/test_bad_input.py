@@ -486,3 +486,12 @@ def h5py_file(path):
     import h5py
     with h5py.File(path, "a") as f:
         yield f
+
+
+@pytest.mark.parametrize("t_value", ['"abc"', "null", "1e999", "[1, 2]"])
+def test_a_resealed_checkpoint_with_a_bad_method_state_is_a_checkpoint_error(tmp_path, t_value):
+    def edit(f):  # Adam's step counter edited, the checksum recomputed
+        f["method_state"].attrs["scalars"] = '{"t": ' + t_value + "}"
+    path = edit_checkpoint(tmp_path, edit)
+    with pytest.raises(CheckpointError, match="cannot be resumed: Adam's state 't' must be a finite number"):
+        resume(tmp_path, path)
