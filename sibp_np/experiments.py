@@ -137,10 +137,26 @@ class Table1Result:
     def load(cls, folder):
         """Read a saved table (and its histories, when ``table1.h5`` is there)."""
         folder = Path(folder)
-        with open(folder / "table1.json") as fh:
-            d = json.load(fh)
+        path = folder / "table1.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a table1 folder: it has no table1.json")
+        try:
+            with open(path) as fh:
+                d = json.load(fh)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise ValueError(f"{path} is not a table1 result: {type(exc).__name__}: {exc}") from None
+        labels = {r[0] for r in TABLE1_ROWS}
+        if not (isinstance(d, dict) and isinstance(d.get("meta"), dict) and isinstance(d.get("rows"), list)
+                and isinstance(d["meta"].get("seconds"), (int, float))
+                and all(isinstance(r, dict) and r.get("label") in labels for r in d["rows"])):
+            raise ValueError(f"{path} is not a table1 result: it needs 'meta' (with 'seconds') and 'rows' "
+                             f"labelled as Table 1's rows")
         h5 = folder / "table1.h5"
-        return cls(d["meta"], d["rows"], _load_histories(h5) if h5.exists() else None)
+        try:
+            histories = _load_histories(h5) if h5.exists() else None
+        except Exception as exc:  # a damaged table1.h5
+            raise ValueError(f"{h5} cannot be read: {type(exc).__name__}: {exc}") from None
+        return cls(d["meta"], d["rows"], histories)
 
 
 def _check_not_an_output(dataset, data_root, out, names):

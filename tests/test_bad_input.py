@@ -495,3 +495,17 @@ def test_a_resealed_checkpoint_with_a_bad_method_state_is_a_checkpoint_error(tmp
     path = edit_checkpoint(tmp_path, edit)
     with pytest.raises(CheckpointError, match="cannot be resumed: Adam's state 't' must be a finite number"):
         resume(tmp_path, path)
+
+
+def test_merge_table1_names_the_part_it_cannot_read(tmp_path):
+    from sibp_np.cli import main
+    for name, text in (("garbage", "not json"), ("empty", "{}"), ("rows", '{"meta": {"seconds": 1}, '
+                                                                          '"rows": [{"label": "x"}]}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "table1.json").write_text(text)
+        with pytest.raises(ValueError, match=f"{name}/table1.json is not a table1 result"):
+            experiments.merge_table1([tmp_path / name])
+        assert main(["merge-table1", str(tmp_path / "out"), str(tmp_path / name)]) != 0
+    (tmp_path / "none").mkdir()
+    with pytest.raises(FileNotFoundError, match="none is not a table1 folder"):
+        experiments.merge_table1([tmp_path / "none"])
