@@ -50,6 +50,27 @@ class Callback:
     def on_train_end(self, run):
         pass
 
+    # checkpoints: a callback whose decisions depend on the past keeps that past here
+    def state_dict(self):
+        """``(scalars, arrays)`` to checkpoint (a JSON-able dict and a dict of host arrays), or None
+        for a callback without state."""
+        return None
+
+    def load_state_dict(self, scalars, arrays, run):
+        """Restore what :meth:`state_dict` gave (called by ``fit(resume=...)`` before
+        :meth:`on_train_begin`)."""
+
+
+def keyed(callbacks):
+    """``(key, callback)`` pairs, the key its class name and its place among callbacks of that class
+    (``EarlyStopping0``): the name of its state in a checkpoint, stable when a resumed run adds or
+    drops callbacks of other kinds."""
+    seen = {}
+    for c in callbacks:
+        name = type(c).__name__
+        seen[name] = seen.get(name, -1) + 1
+        yield f"{name}{seen[name]}", c
+
 
 class TrainingDiverged(RuntimeError):
     """Raised by :func:`~sibp_np.fit` with ``on_divergence="raise"`` when a loss or parameter is not
@@ -134,8 +155,9 @@ class Checkpoint(Callback):
 
     def on_epoch_end(self, run):
         if run.epoch % self.checkpoint_every == 0 or run.epoch == run.epochs:
+            states = {key: st for key, c in keyed(run.callbacks) if (st := c.state_dict()) is not None}
             save_checkpoint(self.path, run.model, run.method, rng=run.rng, epoch=run.epoch,
-                            iteration=run.iteration, history=run.history)
+                            iteration=run.iteration, history=run.history, callbacks=states)
 
 
 class OnRecord(Callback):
@@ -180,7 +202,28 @@ class EarlyStopping(Callback):
         self.restore_best = check_bool("restore_best", restore_best)
         self.sign = -1.0 if monitor.endswith(("_acc", "_r2")) else 1.0  # to be minimised: sign * value
 
+    def state_dict(self):
+        scalars = {"monitor": self.monitor, "best": self.best, "best_epoch": self.best_epoch,
+                   "wait": self.wait, "stopped_epoch": self.stopped_epoch}
+        return scalars, dict(self.best_params or {})
+
+    def load_state_dict(self, scalars, arrays, run):
+        if scalars.get("monitor") != self.monitor:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r} but the checkpoint's monitored "
+                             f"{scalars.get('monitor')!r}")
+        best, wait = scalars.get("best"), scalars.get("wait")
+        if not (best is None or isinstance(best, (int, float))) or not isinstance(wait, int) or wait < 0:
+            raise ValueError(f"EarlyStopping's checkpointed state is not valid: {scalars!r:.200}")
+        shapes = {k: tuple(v.shape) for k, v in run.model.get_params().items()}
+        if arrays and {k: tuple(v.shape) for k, v in arrays.items()} != shapes:
+            raise ValueError("EarlyStopping's checkpointed best parameters do not fit the model")
+        self.best, self.best_epoch, self.wait = best, scalars.get("best_epoch"), wait
+        self.stopped_epoch = scalars.get("stopped_epoch")
+        self.best_params = {k: v.copy() for k, v in arrays.items()} if arrays else None
+        self._restored = True
+
     def on_train_begin(self, run):
+        restored, self._restored = getattr(self, "_restored", False), False
         split, metric = self.monitor.split("_", 1)
         known = ("loss", "mse", "r2") if run.model.task == "regression" else ("loss", "acc")
         if split not in ("train", "val") or metric not in known:
@@ -188,8 +231,9 @@ class EarlyStopping(Callback):
                              f"{', '.join(f'{s}_{m}' for s in ('train', 'val') for m in known)}")
         if split == "val" and run.val is None:
             raise ValueError(f"EarlyStopping(monitor={self.monitor!r}) needs val=(X_val, y_val) in fit")
-        self.best = self.best_epoch = self.best_params = self.stopped_epoch = None
-        self.wait = 0
+        if not restored:  # a resumed run goes on from the checkpointed best and patience
+            self.best = self.best_epoch = self.best_params = self.stopped_epoch = None
+            self.wait = 0
 
     def on_record(self, run, record):
         if record["iterations"] % run.n_batches:  # inside an epoch

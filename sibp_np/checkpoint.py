@@ -29,8 +29,9 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or that does not match the run it should resume."""
 
 
-def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
-    """Write a checkpoint to ``path`` atomically (see the module docstring), with its SHA-256."""
+def save_checkpoint(path, model, method, *, rng, epoch, iteration, history, callbacks=None):
+    """Write a checkpoint to ``path`` atomically (see the module docstring), with its SHA-256.
+    ``callbacks`` maps a name to a callback's ``(scalars, arrays)`` state (:meth:`Callback.state_dict`)."""
     import h5py
     state = method.state_dict(model.backend)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
@@ -52,6 +53,11 @@ def save_checkpoint(path, model, method, *, rng, epoch, iteration, history):
                 s.create_dataset(k, data=v)
         s.attrs["scalars"] = json.dumps(scalars, default=_json)
         s.attrs["keys"] = json.dumps(sorted(state))
+        for name, (cb_scalars, cb_arrays) in (callbacks or {}).items():
+            c = f.create_group(f"callbacks/{name}")
+            c.attrs["scalars"] = json.dumps(cb_scalars, default=_json)
+            for k, v in cb_arrays.items():
+                c.create_dataset(k, data=v)
         f.flush()
         f.attrs["sha256"] = digest(f)
 
@@ -100,6 +106,9 @@ def load_checkpoint(path):
                 "version": str(f.attrs["sibp_np_version"]),
             }
             out["method_state"].update(json.loads(f["method_state"].attrs["scalars"]))
+            out["callbacks"] = {name: (json.loads(g.attrs["scalars"]),
+                                       {k: arrays[f"callbacks/{name}/{k}"] for k in g})
+                                for name, g in (f["callbacks"].items() if "callbacks" in f else ())}
             keys = json.loads(f["method_state"].attrs["keys"])
     except CheckpointError:
         raise
@@ -162,6 +171,13 @@ def resume_run(run, path, verbose=0):
         if hasattr(run.method, "check_state"):
             run.method.check_state(run.model)
         run.rng.bit_generator.state = ckpt["rng_state"]
+        from .callbacks import keyed
+        for key, c in keyed(run.callbacks):  # those with a past (EarlyStopping) go on from it
+            saved = ckpt["callbacks"].get(key)
+            if saved is not None:
+                if not isinstance(saved[0], dict):
+                    raise ValueError(f"the state of callback {type(c).__name__} is not an object")
+                c.load_state_dict(saved[0], saved[1], run)
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {path} cannot be resumed: {exc}") from exc
     old = History.from_dict(ckpt["history"])

@@ -103,3 +103,30 @@ def test_cli_checkpoint_and_resume(tmp_path, capsys):
     assert load_checkpoint(c)["epoch"] == 2
     assert main(["--layers", "784,9,10", "--method", "adam", "--epochs", "3", "--resume", str(c)]) == 2
     assert "layer_sizes is [784, 8, 10] in the checkpoint" in capsys.readouterr().err
+
+
+def test_a_resumed_run_with_early_stopping_stops_where_the_unbroken_one_does(tmp_path):
+    from sibp_np import EarlyStopping
+    r = np.random.default_rng(0)  # a noisy linear task: the validation loss falls, then rises
+    X, w = r.normal(size=(60, 6)), r.normal(size=(6, 3))
+    y = (X @ w + r.normal(size=(60, 3))).argmax(1)
+    Xv = r.normal(size=(40, 6))
+    val = (Xv, (Xv @ w + r.normal(size=(40, 3))).argmax(1))
+    kw = dict(batch_size=10, seed=0, verbose=0, val=val)
+
+    def run(epochs, **extra):
+        model = MLP([6, 64, 3], seed=0, init_std=0.3)
+        stop = EarlyStopping(patience=3)
+        with threadpool_limits(1):
+            h = fit(model, SGD(lr=0.3), X, y, epochs=epochs, callbacks=[stop], **kw, **extra)
+        return model, h
+    straight, h_straight = run(100)
+    stopped = h_straight.summary["early_stopping"]["stopped_epoch"]
+    assert stopped is not None and stopped > 3  # the best epoch is not the initial network
+    # interrupted after the best epoch but before the stop: the patience already used must carry over
+    cut = stopped - 1
+    run(cut, checkpoint=tmp_path / "c.h5")
+    resumed, h_resumed = run(100, resume=tmp_path / "c.h5")
+    assert h_resumed.summary["early_stopping"] == h_straight.summary["early_stopping"]
+    for a, b in zip(straight.params(), resumed.params()):  # the same best weights restored
+        np.testing.assert_array_equal(a, b)
