@@ -26,7 +26,7 @@ import math
 import sys
 
 from ._validation import check_bool, check_choice, check_int, check_output_path, check_positive
-from .checkpoint import save_checkpoint
+from .checkpoint import keyed, save_checkpoint
 
 
 class Callback:
@@ -59,17 +59,6 @@ class Callback:
     def load_state_dict(self, scalars, arrays, run):
         """Restore what :meth:`state_dict` gave (called by ``fit(resume=...)`` before
         :meth:`on_train_begin`)."""
-
-
-def keyed(callbacks):
-    """``(key, callback)`` pairs, the key its class name and its place among callbacks of that class
-    (``EarlyStopping0``): the name of its state in a checkpoint, stable when a resumed run adds or
-    drops callbacks of other kinds."""
-    seen = {}
-    for c in callbacks:
-        name = type(c).__name__
-        seen[name] = seen.get(name, -1) + 1
-        yield f"{name}{seen[name]}", c
 
 
 class TrainingDiverged(RuntimeError):

@@ -29,6 +29,17 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read, or that does not match the run it should resume."""
 
 
+def keyed(callbacks):
+    """``(key, callback)`` pairs, the key its class name and its place among callbacks of that class
+    (``EarlyStopping0``): the name of its state in a checkpoint, stable when a resumed run adds or
+    drops callbacks of other kinds."""
+    seen = {}
+    for c in callbacks:
+        name = type(c).__name__
+        seen[name] = seen.get(name, -1) + 1
+        yield f"{name}{seen[name]}", c
+
+
 def save_checkpoint(path, model, method, *, rng, epoch, iteration, history, callbacks=None):
     """Write a checkpoint to ``path`` atomically (see the module docstring), with its SHA-256.
     ``callbacks`` maps a name to a callback's ``(scalars, arrays)`` state (:meth:`Callback.state_dict`)."""
@@ -171,7 +182,6 @@ def resume_run(run, path, verbose=0):
         if hasattr(run.method, "check_state"):
             run.method.check_state(run.model)
         run.rng.bit_generator.state = ckpt["rng_state"]
-        from .callbacks import keyed
         for key, c in keyed(run.callbacks):  # those with a past (EarlyStopping) go on from it
             saved = ckpt["callbacks"].get(key)
             if saved is not None:
