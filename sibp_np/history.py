@@ -75,8 +75,11 @@ class History:
         return h
 
     def to_json(self, path=None, indent=1):
-        """The history as JSON text; also written (atomically) to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, default=jsonable)
+        """The history as JSON text, with a SHA-256 of its contents (``"sha256"``, checked by
+        :meth:`load`); also written (atomically) to ``path`` when given."""
+        d = self.to_dict()
+        d["sha256"] = _json_sha256(d)
+        text = json.dumps(d, indent=indent, default=jsonable)
         if path is not None:
             write_text(path, text + "\n")
         return text
@@ -86,8 +89,11 @@ class History:
         """Write the history into an HDF5 file (a path, written atomically) or an open ``h5py.Group``."""
         import h5py
         if _is_path(path_or_group):
+            from ._io import hdf5_digest
             with atomic_path(path_or_group) as tmp, h5py.File(tmp, "w") as f:
                 self.save_hdf5(f, name)
+                f.flush()
+                f.attrs["sha256"] = hdf5_digest(f)  # a file of its own gets a checksum
             return
         g = path_or_group.require_group(name)
         for k in sorted({k for r in self.records for k in r}):
@@ -102,9 +108,12 @@ class History:
     def load_hdf5(cls, path_or_group, name="history"):
         import h5py
         if _is_path(path_or_group):
-            from ._io import check_declared_size
+            from ._io import check_declared_size, hdf5_digest
             with h5py.File(path_or_group, "r") as f:
                 check_declared_size(f, path_or_group, ValueError)
+                if "sha256" in f.attrs and f.attrs["sha256"] != hdf5_digest(f):
+                    raise ValueError(f"{path_or_group} is corrupt: its SHA-256 checksum does not match its "
+                                     f"contents")
                 return cls.load_hdf5(f, name)
         g = path_or_group[name]
         h = cls(json.loads(g.attrs["config"]), json.loads(g.attrs.get("environment", "{}")))
@@ -160,8 +169,15 @@ class History:
             raise ValueError(f"{path} is not a sibp_np history: it needs an object with a 'records' list "
                              f"and a 'config' object (got {type(d).__name__} with keys "
                              f"{sorted(d)[:8] if isinstance(d, dict) else '-'})")
+        if "sha256" in d and d.pop("sha256") != _json_sha256(d):  # files from before it have none
+            raise ValueError(f"{path} is corrupt: its SHA-256 checksum does not match its contents")
         _check_records(d["records"], path)
         return cls.from_dict(d)
+
+
+def _json_sha256(d):
+    import hashlib
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=jsonable).encode()).hexdigest()
 
 
 def _check_records(records, path):

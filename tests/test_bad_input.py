@@ -509,3 +509,25 @@ def test_merge_table1_names_the_part_it_cannot_read(tmp_path):
     (tmp_path / "none").mkdir()
     with pytest.raises(FileNotFoundError, match="none is not a table1 folder"):
         experiments.merge_table1([tmp_path / "none"])
+
+
+@pytest.mark.parametrize("suffix", [".json", ".h5"])
+def test_a_history_file_with_a_changed_number_is_refused(tmp_path, suffix):
+    import json
+
+    import h5py
+
+    from sibp_np import History
+    h = fit(model(), Adam(), X, Y, epochs=2, batch_size=5, verbose=0)
+    path = tmp_path / f"h{suffix}"
+    h.save(path)
+    assert History.load(path).records == h.records
+    if suffix == ".json":
+        d = json.loads(path.read_text())
+        d["records"][-1]["train_loss"] *= 0.5  # a plausible number, silently wrong
+        path.write_text(json.dumps(d))
+    else:
+        with h5py.File(path, "a") as f:
+            f["history/train_loss"][-1] *= 0.5
+    with pytest.raises(ValueError, match="is corrupt: its SHA-256 checksum does not match"):
+        History.load(path)
