@@ -12,6 +12,8 @@ from ._io import atomic_path, write_text
 from ._validation import check_output_path
 
 #: the keys of every record (plus ``epoch_float``, and ``grad_norm`` when the stationarity is asked for)
+#: the keys of a classification record; a regression record has ``*_mse`` and ``*_r2`` in place of
+#: ``*_acc``, and a step-size schedule adds the value it set (``eta`` or ``lr``)
 METRICS = ("epoch", "iterations", "train_loss", "train_acc", "val_loss", "val_acc", "batch_loss",
            "train_seconds", "elapsed_seconds")
 _INT_KEYS = ("epoch", "iterations")
@@ -32,7 +34,8 @@ def jsonable(o):
 class History:
     """Per-epoch records of a run.
 
-    ``history.records`` is a list of dicts with the keys of :data:`METRICS`. Record 0 is the initial
+    ``history.records`` is a list of dicts with the keys of :data:`METRICS` (for a regression, ``mse``
+    and ``r2`` in place of ``acc``; with a schedule, its ``eta`` or ``lr``). Record 0 is the initial
     network (epoch 0, no update). ``history["val_acc"]`` is the column as a list. ``history.diverged``
     is ``None`` or a dict with the epoch, iteration, method and reason. ``history.config`` describes
     the run (model, method and hyperparameters, batch size, seeds, ...); ``history.environment`` the

@@ -22,7 +22,13 @@ cheap. A problem has an iterate ``x`` and these methods:
     the inner product of two gradient-shaped vectors, ``-a``, and the next CG direction ``-g + beta D``
     (which may overwrite ``D``: the solver no longer needs it). :class:`EuclideanVectors` gives the
     plain array versions; a problem may store its vectors in another representation (SIBP's dual form
-    keeps coefficient matrices) as long as these agree with it.
+    keeps coefficient matrices) as long as these agree with it;
+``finish()`` (optional)
+    called once at the end (SIBP's dual form forms ``W`` there).
+
+:func:`ncg_device` also needs ``phi_multi(alphas)``, ``initial_step_device(dphi0)``,
+``max_step_device()`` and ``keep_or_steepest(restart, g, D)``, the same quantities as 0-d arrays, and
+its problems return their scalars as 0-d arrays.
 """
 import dataclasses
 import math

@@ -7,12 +7,14 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from sibp_np.checkpoint import load_checkpoint
 
 SCRIPT = r"""
 import os, sys
 import numpy as np
+import pytest
 from sibp_np import MLP, Adam, fit
 ckpt, out = sys.argv[1], sys.argv[2]
 r = np.random.default_rng(0)
@@ -28,6 +30,7 @@ np.savez(out, **m.get_params())
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)

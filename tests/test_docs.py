@@ -12,6 +12,7 @@ def python_blocks(text):
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
+@pytest.mark.slow
 @pytest.mark.outcome
 def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch, capsys):
     pytest.importorskip("sklearn")

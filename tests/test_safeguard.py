@@ -275,6 +275,7 @@ def test_output_metric_makes_the_step_independent_of_the_input_scale(metric):
     assert same == (metric == "output")
 
 
+@pytest.mark.slow
 @pytest.mark.outcome
 def test_default_trains_the_papers_deep_net_at_eta_10():
     """The deep network of Figure 4: 784-600x10-10 on the embedded mnist-5k, N(0, 0.05^2), 2 epochs,

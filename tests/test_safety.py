@@ -68,6 +68,7 @@ def _kill_when_incomplete(proc, path, patience=1.5):
     proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".json", ".h5"])
 def test_a_history_save_killed_at_any_moment_leaves_a_whole_file(tmp_path, suffix):
     script = tmp_path / "writer.py"

@@ -12,6 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from sibp_np.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 
+@pytest.mark.slow
 @parametrize_with_checks([MLPClassifier(), MLPRegressor()])
 def test_sklearn_check_estimator(estimator, check):
     check(estimator)

@@ -20,6 +20,7 @@ def rows(folder):
     return json.loads((folder / "table1.json").read_text())["rows"]
 
 
+@pytest.mark.slow
 def test_serial_processes_and_dask_give_the_same_table(tmp_path, capsys):
     pytest.importorskip("distributed")
     outs = {}
@@ -42,6 +43,7 @@ def untimed(records):
     return [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in records]
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_and_skips_the_finished_runs(tmp_path):
     out = tmp_path / "t"
     argv = [sys.executable, "-m", "sibp_np", *TABLE[:-1], "--runs", "4", "--out", str(out)]
@@ -63,6 +65,7 @@ def test_a_killed_sweep_resumes_and_skips_the_finished_runs(tmp_path):
     assert rows(out) == rows(fresh)  # and the table is the uninterrupted one
 
 
+@pytest.mark.slow
 def test_a_bad_dask_address_is_one_line_and_quick(tmp_path, capsys):
     pytest.importorskip("distributed")
     t = time.perf_counter()

@@ -63,7 +63,8 @@ def _kernel(name):
 
 
 class CupyBackend(Backend):
-    """GPU backend. Overrides exactly the ops in :data:`FUSED_OPS`, with the base signatures."""
+    """GPU backend. Overrides the ops of :data:`FUSED_OPS` and :data:`DEVICE_OPS` (with the base
+    signatures) and the data movement (``to_host``, ``synchronize``)."""
 
     name = "cupy"
     device_resident = True
