@@ -162,7 +162,6 @@ class Table1Result:
 def _check_not_an_output(dataset, data_root, out, names):
     """Refuse, before any work, a dataset file that this command's output folder would overwrite:
     one of ``names`` in ``out``, or anything in the folders under it that sweeps write."""
-    from pathlib import Path
     if not isinstance(dataset, (str, Path)) or not str(dataset).lower().endswith((".h5", ".hdf5")):
         return
     candidates = [Path(dataset)] + ([Path(data_root) / dataset] if data_root else [])

@@ -80,7 +80,11 @@ class _ProxLeastSquares:
 
     def phi_multi(self, alphas):
         """:meth:`phi` at every step of ``alphas`` (a float64 array of shape (M,)), in one pass."""
-        data = self.scalar(self.act.residual_sqnorm_multi(self.backend, self.Z, self.P, self.T, alphas))
+        shape = (alphas.shape[0],) + self.Z.shape
+        if getattr(self, "_multi_work", None) is None or self._multi_work.shape != shape:
+            self._multi_work = self.xp.empty(shape, dtype=self.Z.dtype)  # once per solve, not per search
+        data = self.scalar(self.act.residual_sqnorm_multi(self.backend, self.Z, self.P, self.T, alphas,
+                                                          work=self._multi_work))
         return data + 0.5 * self.lam * (self.p0 + 2.0 * alphas * self.p1 + alphas * alphas * self.p2)
 
     def max_step(self):
