@@ -105,3 +105,26 @@ def fr_matlab(problem, max_iter=5, jump=True, first_gradient=None):
     if hasattr(problem, "finish"):
         problem.finish()
     return applied
+
+
+def solve_matlab(problem, method, output, bias):
+    """SIBP's inner solve (``SIBP(compat="matlab")``) by the authors' solver: ``method.cg_steps``
+    iterations of FR3 on a hidden layer, FR4 on the output layer, whose first gradient leaves out the
+    fixed term (``bias``, the layer's ``b^k``, for the W solve; ``F W^T`` for the b solve). Returns the
+    solve's statistics when ``method.record_stats``, else None."""
+    first = None
+    if output:
+        Z = problem.Z
+        Z_free = Z - bias if problem.param == "W" else problem.xp.broadcast_to(bias, Z.shape)
+        problem.Z = Z_free
+        try:
+            first = problem.gradient()
+        finally:
+            problem.Z = Z
+    f0 = problem.objective() if method.record_stats else math.nan
+    applied = fr_matlab(problem, method.cg_steps, jump=not output, first_gradient=first)
+    if not method.record_stats:
+        return None
+    return {"f0": f0, "f": problem.objective(), "iterations": applied, "step_norm": problem.step_norm(),
+            "radius": problem.radius, "lam": problem.lam, "message": f"{applied} steps applied "
+            f"(compat='matlab')"}

@@ -11,6 +11,7 @@ Values are stored as given; defaults that depend on others (``None``, ``"auto"``
 they are used, so the result never depends on the order of assignment.
 """
 import inspect
+import warnings
 
 import numpy as np
 
@@ -83,9 +84,39 @@ class Method:
     """
 
     name = "method"
+    #: ``{old name: new name}`` of renamed hyperparameters, accepted with a ``FutureWarning`` for one
+    #: release (as constructor arguments and as attributes)
+    renamed = {}
 
     def __init__(self):
         self.state = {}
+
+    def _renamed_arguments(self, kwargs):
+        """``{new name: value}`` for the deprecated names in ``kwargs`` (a constructor's ``**kwargs``),
+        with a ``FutureWarning`` each; a ``TypeError`` names any other unknown argument."""
+        out = {}
+        for old, value in kwargs.items():
+            if old not in self.renamed:
+                raise TypeError(f"{type(self).__name__} got an unexpected keyword argument {old!r}; "
+                                f"its hyperparameters are {self.hyperparameter_names()}")
+            out[self._warn_renamed(old)] = value
+        return out
+
+    def _warn_renamed(self, old):
+        new = self.renamed[old]
+        warnings.warn(f"{type(self).__name__}: {old!r} is renamed {new!r}; the old name will be removed "
+                      f"in the next release", FutureWarning, stacklevel=4)
+        return new
+
+    def __getattr__(self, name):  # only called when the usual lookup fails
+        if name in type(self).renamed:
+            return getattr(self, self._warn_renamed(name))
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        if name in type(self).renamed:
+            name = self._warn_renamed(name)
+        object.__setattr__(self, name, value)
 
     def step(self, model, X, y):  # pragma: no cover - abstract
         raise NotImplementedError

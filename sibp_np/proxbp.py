@@ -13,9 +13,9 @@ One step on a minibatch, with the **batch-mean** loss as in the reference code:
 
    Since ``A_bar theta^k^T = z``, the minimiser is ``theta^k - Delta`` with
    ``(A_bar^T A_bar + lam I) Delta^T = eta A_bar^T dL/dz``: a layer-wise preconditioned gradient step.
-   ``solve="cg"`` runs ``cg_steps`` iterations of linear CG on these normal equations from
+   ``linear_solve="cg"`` runs ``cg_steps`` iterations of linear CG on these normal equations from
    ``Delta = 0`` (the warm start ``theta^k``), every output unit a separate column solved in parallel;
-   ``solve="exact"`` solves them by Cholesky.
+   ``linear_solve="exact"`` solves them by Cholesky.
 
 ``Delta`` is the *pseudo-gradient*. Without an optimizer it is applied with a unit step
 (``theta <- theta^k - Delta``); with ``optimizer=SGD(...)`` or ``Adam(...)`` it is handed to that
@@ -31,7 +31,7 @@ def proxbp_form(n_samples, n_in, n_out, cg_steps, solve):
     """``"dual"`` when a hidden layer's solve costs fewer flops in the row space of ``A_bar``.
 
     Primal: ``R = eta dz^T A_bar`` (``2 B n_in n_out``), then per CG iteration two products
-    (``4 B n_in n_out``), or for ``solve="exact"`` the Gram matrix and a Cholesky solve
+    (``4 B n_in n_out``), or for ``linear_solve="exact"`` the Gram matrix and a Cholesky solve
     (``2 B n_in^2 + n_in^3 / 3 + 2 n_in^2 n_out``). Dual: ``K`` (``2 B^2 n_in``), per CG iteration one
     ``K C`` (``2 B^2 n_out``) or one ``B x B`` solve, and ``C^T F`` at the end (``2 B n_in n_out``).
     """
@@ -56,14 +56,15 @@ class ProxBP(Method):
     lam : float > 0
         ``1 / tau_theta``: the proximal weight of the parameter update.
     cg_steps : int >= 1
-        Linear-CG iterations per hidden layer (``solve="cg"``).
-    solve : {"cg", "exact"}
+        Linear-CG iterations per hidden layer (``linear_solve="cg"``).
+    linear_solve : {"cg", "exact"}
         How the normal equations are solved: ``cg_steps`` of linear CG, or exactly by Cholesky.
-    weight_solver : {"auto", "primal", "dual"}
+        (Formerly ``solve``, accepted for one release; SIBP's option of the same name.)
+    weight_form : {"auto", "primal", "dual"}
         Where a hidden layer's solve runs: on ``A_bar^T A_bar`` ((n_in+1)^2, the primal form) or on
         ``A_bar A_bar^T`` (n_samples^2, the row-space form; the same CG iterates and the same exact
         solution, by the Woodbury identity). ``"auto"`` picks the one with fewer flops per layer
-        (:func:`proxbp_form`).
+        (:func:`proxbp_form`). (Formerly ``weight_solver``.)
     optimizer : SGD, Adam or RMSprop, optional
         Applies the pseudo-gradients instead of a unit step.
 
@@ -81,15 +82,18 @@ class ProxBP(Method):
     eta = Hyperparameter(check_positive)
     lam = Hyperparameter(check_positive)
     cg_steps = Hyperparameter(check_int, minimum=1)
-    solve = Hyperparameter(check_choice, choices=("cg", "exact"))
+    linear_solve = Hyperparameter(check_choice, choices=("cg", "exact"))
     optimizer = Hyperparameter(check_optimizer)
+    weight_form = Hyperparameter(check_choice, choices=("auto", "primal", "dual"))
+    renamed = {"solve": "linear_solve", "weight_solver": "weight_form"}
 
-    weight_solver = Hyperparameter(check_choice, choices=("auto", "primal", "dual"))
-
-    def __init__(self, eta=1.0, lam=1.0, cg_steps=5, solve="cg", optimizer=None, weight_solver="auto"):
+    def __init__(self, eta=1.0, lam=1.0, cg_steps=5, linear_solve="cg", optimizer=None, weight_form="auto",
+                 **renamed):
         super().__init__()
-        self.eta, self.lam, self.cg_steps, self.solve, self.optimizer = eta, lam, cg_steps, solve, optimizer
-        self.weight_solver = weight_solver
+        given = dict(eta=eta, lam=lam, cg_steps=cg_steps, linear_solve=linear_solve, optimizer=optimizer,
+                     weight_form=weight_form)
+        for name, value in {**given, **self._renamed_arguments(renamed)}.items():
+            setattr(self, name, value)
         self.last_forms = []
 
     def step(self, model, X, y):
@@ -125,9 +129,9 @@ class ProxBP(Method):
         return loss
 
     def _form(self, n_samples, n_in, n_out):
-        if self.weight_solver != "auto":
-            return self.weight_solver
-        return proxbp_form(n_samples, n_in, n_out, self.cg_steps, self.solve)
+        if self.weight_form != "auto":
+            return self.weight_form
+        return proxbp_form(n_samples, n_in, n_out, self.cg_steps, self.linear_solve)
 
     # ----------------------------------------------------------------------------------------
     def _prox_direction_dual(self, model, F, Gc):
@@ -145,7 +149,7 @@ class ProxBP(Method):
         lam = dt(self.lam)
         K = F @ F.T
         K += dt(1)  # the column of ones in A_bar
-        if self.solve == "exact":
+        if self.linear_solve == "exact":
             KL = K.copy()
             KL.ravel()[:: K.shape[0] + 1] += lam
             try:
@@ -153,7 +157,7 @@ class ProxBP(Method):
             except np.linalg.LinAlgError as exc:
                 raise ValueError(f"lam={self.lam}: the exact solve's matrix A A^T + lam I is not "
                                  f"numerically positive definite in {K.dtype} ({exc}); use a larger lam "
-                                 f"or solve='cg'") from exc
+                                 f"or linear_solve='cg'") from exc
             C = xp.ascontiguousarray(C.astype(Gc.dtype, copy=False))
         else:
             C = self._block_cg_dual(xp, K, Gc, lam)
@@ -183,7 +187,7 @@ class ProxBP(Method):
 
     def _prox_direction(self, model, F, RW, Rb):
         """``Delta = [DW Db]`` solving ``Delta (A_bar^T A_bar + lam I) = R`` with ``R = [RW Rb]``."""
-        if self.solve == "exact":
+        if self.linear_solve == "exact":
             return self._exact(model, F, RW, Rb)
         return self._block_cg(model, F, RW, Rb)
 
@@ -234,7 +238,7 @@ class ProxBP(Method):
         except np.linalg.LinAlgError as exc:
             raise ValueError(f"lam={self.lam}: the exact solve's matrix A^T A + lam I is not numerically "
                              f"positive definite in {A.dtype} ({exc}); use a larger lam or "
-                             f"solve='cg'") from exc
+                             f"linear_solve='cg'") from exc
         D = xp.ascontiguousarray(D.astype(RW.dtype, copy=False))
         return D[:, :n_in].copy(), D[:, n_in].copy()
 

@@ -31,7 +31,7 @@ from ._validation import (
     check_optional_choice,
     check_positive,
 )
-from .matlab_compat import fr_matlab
+from .matlab_compat import solve_matlab
 from .methods import Hyperparameter, Method, register
 from .ncg import VARIANTS, EuclideanVectors, ncg, ncg_device
 
@@ -58,6 +58,7 @@ class _ProxLeastSquares:
         # how a reduction becomes a scalar: a host float (one read each), or a 0-d float64 array that
         # stays on the device (control="device"); float64 arithmetic rounds the same on both
         self.scalar = backend.scalar if device else backend.to_float
+        self.device = device
 
     def _mm(self, a, b):
         """A counted matrix product (used outside line-search trials only)."""
@@ -165,6 +166,8 @@ class WeightSubproblem(_PrimalProblem):
     Shapes: F (n_samples, n_in), W (n_out, n_in), Z and T (n_samples, n_out).
     """
 
+    param, form = "W", "primal"
+
     def __init__(self, backend, act, F, Z, T, W, lam, work, device=False):
         super().__init__(backend, act, Z, T, W, lam, work, device)
         self.F = F
@@ -196,6 +199,8 @@ class DualWeightSubproblem(_ProxLeastSquares):
     n_samples x n_in x n_out ones: far cheaper whenever the batch is smaller than the layer's input.
     In exact arithmetic the iterates equal :class:`WeightSubproblem`'s.
     """
+
+    param, form = "W", "dual"
 
     def __init__(self, backend, act, F, Z, T, W, lam, work, device=False):
         super().__init__(backend, act, Z, T, lam, work, device)
@@ -268,6 +273,8 @@ class BiasSubproblem(_PrimalProblem):
     """Subproblem (7) for ``b_i`` with the new ``W_i``: gradient ``2 sum_n M_n + lam (b - b^k)``;
     a direction ``d`` moves every row of Z by ``d``, so no matrix product at all."""
 
+    param, form = "b", ""
+
     def gradient(self):
         M = self.act.residual(self.backend, self.Z, self.T)
         g = M.sum(axis=0)
@@ -279,18 +286,7 @@ class BiasSubproblem(_PrimalProblem):
         return d[None, :]
 
 
-def _without_fixed_term(prob, Z_free):
-    """The gradient of ``prob`` with its pre-activation replaced by ``Z_free`` (the authors' FR4 starts
-    from the gradient without the fixed term: ``F W^T`` alone for W, ``b`` alone for b)."""
-    Z = prob.Z
-    prob.Z = Z_free
-    try:
-        return prob.gradient()
-    finally:
-        prob.Z = Z
-
-
-def weight_form(n_samples, n_in, n_out, cg_steps):
+def cheaper_weight_form(n_samples, n_in, n_out, cg_steps):
     """``"dual"`` when :class:`DualWeightSubproblem` needs fewer flops than the primal form, else
     ``"primal"``. Primal: ``2 cg B n_in n_out``; dual: ``B^2 n_in + cg B^2 n_out + B n_in n_out``."""
     B = n_samples
@@ -307,6 +303,71 @@ def _read(backend, a, device):
 def _at_least_1(xp, a):
     """``max(a, 1)`` for a host float or a 0-d array (the same number)."""
     return xp.maximum(a, 1.0) if isinstance(a, xp.ndarray) else max(a, 1.0)
+
+
+def _paper_index(model):
+    """``(W, b, sigma)``, each a tuple indexed as in the paper: ``W[i]``, ``b[i]`` and ``sigma[i]`` map
+    ``F_i`` to ``F_{i+1}`` (index 0 is None). The arrays are the model's own (updated in place)."""
+    W, b, sigma = zip(*model.layers())
+    return (None, *W), (None, *b), (None, *sigma)
+
+
+def _solve_ncg(prob, method, output, bias):
+    """The inner solve of subproblem (7) by nonlinear CG (:func:`~sibp_np.ncg.ncg` on the host,
+    :func:`~sibp_np.ncg.ncg_device` with ``control="device"``). Returns the solve's statistics when
+    ``method.record_stats``, else None. ``output`` and ``bias`` serve the MATLAB solver only."""
+    # stop when the predicted decrease is below the rounding level of a reduction over Z
+    ftol = float(np.finfo(prob.Z.dtype).eps) * math.sqrt(prob.Z.size)
+    if prob.device:
+        res = ncg_device(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink,
+                         method.device_trials, ftol=ftol)
+    else:
+        res = ncg(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink, method.max_trials,
+                  ftol=ftol)
+    if not method.record_stats:
+        return None
+    read = prob.backend.to_float  # instrumentation: reads every number back
+    num = {k: read(v) if prob.backend.is_array(v) else v for k, v in (
+        ("f0", res.f0), ("f", res.f), ("radius", prob.radius), ("lam", prob.lam))}
+    count = {k: int(read(v)) if prob.backend.is_array(v) else v for k, v in (
+        ("iterations", res.iterations), ("trials", res.trials), ("rejected", res.rejected),
+        ("restarts", res.restarts))}
+    return {**num, **count, "steps": res.steps,
+            "beyond": int(read(res.beyond)) if hasattr(res, "beyond") else 0,
+            "step_norm": prob.step_norm(), "message": res.message}
+
+
+def _record_stats_argument(kwargs):
+    """``record_stats`` is an attribute now, not a hyperparameter; the constructor takes it for one
+    release, with a ``FutureWarning``."""
+    if "record_stats" not in kwargs:
+        return False
+    warnings.warn("SIBP(record_stats=...) is deprecated: record_stats is instrumentation, not a "
+                  "hyperparameter; set method.record_stats = True after construction", FutureWarning,
+                  stacklevel=3)
+    return check_bool("record_stats", kwargs.pop("record_stats"))
+
+
+class _Step:
+    """What one step of :meth:`SIBP._algorithm1` shares between its helpers: its settings, and what it
+    records (the targets, errors and neuron steps for inspection; the matrix products and flops)."""
+
+    def __init__(self, method, model, X):
+        self.model, self.backend, self.xp = model, model.backend, model.xp
+        self.device = method._control_in_use(model.backend) == "device"
+        self.eta = model.dtype.type(method.eta)
+        self.N = N = model.n_layers + 1
+        self.kappa = method.trust_radius / (N - 1) if method._safeguard_in_use() == "trust-region" else None
+        self.n_samples = B = X.shape[0]
+        self.forms = (None, *(method._weight_form_in_use(B, W) for W, _, _ in model.layers()))
+        self.cap = None  # the capped neuron step's bound, set with the output's target
+        self.targets, self.deltas, self.etas = [None] * (N + 1), [None] * (N + 1), [None] * (N + 1)
+        self.stats = []
+        self.matmuls, self.flops = 0, 0
+
+    def count(self, matmuls, flops):
+        self.matmuls += matmuls
+        self.flops += flops
 
 
 class StepGraphs:
@@ -369,14 +430,14 @@ class SIBP(Method):
         Nonlinear-CG iterations per subproblem (the paper uses 5).
     cg_variant : {"fr", "pr+"}
         Fletcher-Reeves (the authors' choice) or Polak-Ribiere+.
-    output_solve : {"ncg", "exact"}
-        The output layer is linear, so its subproblems are ridge problems; ``"exact"`` solves them by
-        Cholesky instead of NCG.
-    weight_solver : {"auto", "primal", "dual"}
+    linear_solve : {"ncg", "exact"}
+        How the linear (output) layer's subproblems, which are ridge problems, are solved: by NCG like
+        the others, or ``"exact"``ly by Cholesky. (Formerly ``output_solve``, accepted for one release.)
+    weight_form : {"auto", "primal", "dual"}
         How the W subproblems compute the *same* NCG iterates: :class:`WeightSubproblem` (primal,
         two n_samples x n_in x n_out products per iteration) or :class:`DualWeightSubproblem` (in the
         row space of F, one n_samples^2 x n_out product per iteration). ``"auto"`` picks the one with
-        fewer flops for each layer (:func:`weight_form`).
+        fewer flops for each layer (:func:`cheaper_weight_form`). (Formerly ``weight_solver``.)
     safeguard : {"trust-region", "none"}, optional
         ``"trust-region"`` (the default) solves each subproblem (7) inside a ball around the current
         parameters (see Notes); ``"none"`` is the plain Algorithm 1. With ``compat="matlab"`` the
@@ -404,7 +465,7 @@ class SIBP(Method):
     compat : {None, "matlab"}
         ``"matlab"`` replaces the inner solver by the authors' own (``FR3.m``/``FR4.m``), reproduced
         step for step with all its quirks (:mod:`sibp_np.matlab_compat`); ``cg_steps`` is their
-        ``maxk``. It needs ``cg_variant="fr"`` and ``output_solve="ncg"``.
+        ``maxk``. It needs ``cg_variant="fr"`` and ``linear_solve="ncg"``.
     c1, shrink, max_trials :
         Armijo constant, backtracking factor and trial bound of the line search.
     control : {"auto", "host", "device"}
@@ -426,8 +487,15 @@ class SIBP(Method):
         ``-g``; with ``M >= max_trials`` the device path gives the host path's iterates. On mnist-5k
         (784-500-10, 5 epochs, eta 0.01-100) the searches that needed more than 4 trials were 0.28% at
         eta = 100, all of them searches that found no step in 20 either, and none below.
+
+    Attributes
+    ----------
     record_stats : bool
-        Keep per-step, per-layer solver statistics in ``self.stats``.
+        Instrumentation, not a hyperparameter (default False): set it to keep per-step, per-layer
+        solver statistics in ``stats``. It reads every number back to the host.
+    last_targets, last_deltas, last_etas : lists
+        The last step's ``F_i^{k+1/2}``, ``delta_i`` and neuron step, at the paper's index ``i``
+        (``1..N``; index ``N`` is the output, entries never computed are None).
 
     Notes
     -----
@@ -454,7 +522,7 @@ class SIBP(Method):
     ball the NCG iterations are the usual ones, except that a line search starts no further than the
     boundary and the solve stops once a step lands on it
     (Steihaug's rule for truncated CG). A constraint that is not active changes nothing.
-    ``output_solve="exact"`` solves the output layer's ridge problems exactly, outside the ball.
+    ``linear_solve="exact"`` solves the output layer's ridge problems exactly, outside the ball.
 
     **The proximal term in the output space** (``prox_metric="output"``), a departure from the paper.
     The data term of (7) sums over the minibatch, in the layer's output space. The paper's proximal
@@ -522,8 +590,8 @@ class SIBP(Method):
     lam = Hyperparameter(check_positive)
     cg_steps = Hyperparameter(check_int, minimum=1)
     cg_variant = Hyperparameter(check_choice, choices=VARIANTS)
-    output_solve = Hyperparameter(check_choice, choices=("ncg", "exact"))
-    weight_solver = Hyperparameter(check_choice, choices=("auto", "primal", "dual"))
+    linear_solve = Hyperparameter(check_choice, choices=("ncg", "exact"))
+    weight_form = Hyperparameter(check_choice, choices=("auto", "primal", "dual"))
     safeguard = Hyperparameter(check_optional_choice, choices=SAFEGUARDS)
     trust_radius = Hyperparameter(check_positive)
     prox_metric = Hyperparameter(check_optional_choice, choices=PROX_METRICS)
@@ -535,25 +603,27 @@ class SIBP(Method):
     c1 = Hyperparameter(check_open_unit)
     shrink = Hyperparameter(check_open_unit)
     max_trials = Hyperparameter(check_int, minimum=1)
-    record_stats = Hyperparameter(check_bool)
+    renamed = {"weight_solver": "weight_form", "output_solve": "linear_solve"}
 
-    def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", output_solve="ncg",
-                 weight_solver="auto", safeguard=None, trust_radius=4.0, prox_metric=None,
+    def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", linear_solve="ncg",
+                 weight_form="auto", safeguard=None, trust_radius=4.0, prox_metric=None,
                  neuron_step=None, compat=None, c1=1e-4, shrink=0.5, max_trials=20, control="auto",
-                 device_trials=4, cuda_graph=None, record_stats=False):
+                 device_trials=4, cuda_graph=None, **renamed):
         super().__init__()
         self._graphs = StepGraphs(self)
+        self.record_stats = _record_stats_argument(renamed)
         self.stats = []
-        self.last_targets = None  # T_i for each layer (index i+1 for code layer i), kept for inspection
-        self.last_deltas = None   # delta_i, the errors that made them (eqs. 6 and 9)
-        self.last_etas = None     # the step on the neurons that made each T_i (eta, or less when capped)
-        self.matmuls_last_step = 0
-        self.eta, self.lam, self.cg_steps, self.cg_variant = eta, lam, cg_steps, cg_variant
-        self.output_solve, self.weight_solver, self.compat = output_solve, weight_solver, compat
-        self.safeguard, self.trust_radius, self.c1, self.shrink = safeguard, trust_radius, c1, shrink
-        self.prox_metric, self.neuron_step = prox_metric, neuron_step
-        self.max_trials, self.record_stats = max_trials, record_stats
-        self.control, self.device_trials, self.cuda_graph = control, device_trials, cuda_graph
+        self.last_targets = None  # F_i^{k+1/2} at paper index i (eqs. 6 and 9), kept for inspection
+        self.last_deltas = None   # delta_i, the errors that made them
+        self.last_etas = None     # the step on the neurons that made each (eta, or less when capped)
+        self.matmuls_last_step = self.flops_last_step = 0
+        given = dict(eta=eta, lam=lam, cg_steps=cg_steps, cg_variant=cg_variant, linear_solve=linear_solve,
+                     weight_form=weight_form, safeguard=safeguard, trust_radius=trust_radius,
+                     prox_metric=prox_metric, neuron_step=neuron_step, compat=compat, c1=c1, shrink=shrink,
+                     max_trials=max_trials, control=control, device_trials=device_trials,
+                     cuda_graph=cuda_graph)
+        for name, value in {**given, **self._renamed_arguments(renamed)}.items():
+            setattr(self, name, value)
 
     def _hyperparameter_changed(self, name):
         self._graphs.clear()  # a captured step holds the old values
@@ -591,7 +661,15 @@ class SIBP(Method):
         # what was given, so the result never depends on the order of assignment)
         return {"safeguard": self._safeguard_in_use(), "prox_metric": self._prox_metric_in_use()}
 
+    def _weight_form_in_use(self, n_samples, W):
+        """``weight_form`` as given, or the cheaper form for ``W`` (:func:`cheaper_weight_form`)."""
+        if self.weight_form != "auto":
+            return self.weight_form
+        return cheaper_weight_form(n_samples, W.shape[1], W.shape[0], self.cg_steps)
+
     def _validate(self):
+        # the inner solver, picked once here: the authors' (compat="matlab") or nonlinear CG
+        self._inner_solver = solve_matlab if self.compat == "matlab" else _solve_ncg
         safeguard, prox_metric = self._safeguard_in_use(), self._prox_metric_in_use()
         if self.compat == "matlab" and prox_metric != "weights":
             raise ValueError(f"compat='matlab' runs the authors' solver as it is: it needs "
@@ -600,11 +678,11 @@ class SIBP(Method):
             raise ValueError("compat='matlab' runs the authors' solver on the host: it needs "
                              "control='auto' or 'host', got control='device'")
         if self.compat == "matlab" and (safeguard != "none" or self.cg_variant != "fr"
-                                        or self.output_solve != "ncg"):
+                                        or self.linear_solve != "ncg"):
             raise ValueError("compat='matlab' runs the authors' solver as it is: it needs "
-                             f"safeguard='none', cg_variant='fr' and output_solve='ncg', got "
+                             f"safeguard='none', cg_variant='fr' and linear_solve='ncg', got "
                              f"safeguard={safeguard!r}, cg_variant={self.cg_variant!r}, "
-                             f"output_solve={self.output_solve!r}")
+                             f"linear_solve={self.linear_solve!r}")
 
     # --------------------------------------------------------------------------------------
     def step(self, model, X, y):
@@ -613,66 +691,86 @@ class SIBP(Method):
         return model.backend.to_float(self._graphs.run(model, X, y))
 
     def _algorithm1(self, model, X, y):
-        """The step on checked arrays; returns the loss as a 0-d array (read by :meth:`step`)."""
-        backend, xp = model.backend, model.xp
-        device = self._control_in_use(backend) == "device"
-        dt = model.dtype.type
-        eta = dt(self.eta)
-        G, F = model.forward_cache(X)
-        loss, delta = model.loss.value_and_sample_grad(F[-1], y, read=False)  # delta_N, eq. (6): no 1/B
-        L = model.n_layers
-        kappa = self.trust_radius / L if self._safeguard_in_use() == "trust-region" else None
-        step_stats, targets, matmuls = [], [None] * (L + 1), L  # the forward pass: L products
-        deltas = [None] * (L + 1)
-        self.last_etas = [None] * (L + 1)
-        cap = self._neuron_cap(model, F[-1], delta, device)
-        layers = list(model.layers())
-        flops = sum(2 * X.shape[0] * W.size for W, _, _ in layers)
-        for i in range(L - 1, -1, -1):
-            W, b, act = layers[i]
-            eta_i = eta if cap is None or i == L - 1 else self._capped_step(backend, eta, delta, cap,
-                                                                             device)
-            T = F[i + 1] - eta_i * delta  # F_{i+1}^{k+1/2}
-            self.last_etas[i + 1] = eta_i
-            targets[i + 1], deltas[i + 1] = T, delta
-            output = i == L - 1
-            lam_W, lam_b = self._prox_weights(backend, F[i], device)
-            if output and self.output_solve == "exact":
-                self._exact_output(backend, F[i], T, W, b, lam_W, lam_b)
-                matmuls += 3
-                flops += 2 * F[i].shape[1] * X.shape[0] * (F[i].shape[1] + 2 * W.shape[0])
-            else:
-                Z = G[i + 1].copy()  # pre-activation at the warm start; G stays for the mask below
-                work = xp.empty_like(Z)
-                form = self.weight_solver
-                if form == "auto":
-                    form = weight_form(X.shape[0], W.shape[1], W.shape[0], self.cg_steps)
-                Wsub = DualWeightSubproblem if form == "dual" else WeightSubproblem
-                prob = Wsub(backend, act, F[i], Z, T, W, lam_W, work, device)
-                if kappa is not None:
-                    prob.radius = kappa * _at_least_1(xp, self._spectral_norm(backend, W, i, device))
-                first = _without_fixed_term(prob, Z - b) if self.compat and output else None
-                mm, fl = self._solve(prob, i, "W", form, step_stats, output, first)
-                # b with the new W: Z is now F W_new^T + b^k
-                bprob = BiasSubproblem(backend, act, Z, T, b, lam_b, work, device)
-                if kappa is not None:
-                    bprob.radius = kappa * _at_least_1(xp, _read(backend, xp.linalg.norm(b), device))
-                first = (_without_fixed_term(bprob, xp.broadcast_to(b, Z.shape))
-                         if self.compat and output else None)
-                mm2, fl2 = self._solve(bprob, i, "b", "", step_stats, output, first)
-                matmuls += mm + mm2
-                flops += fl + fl2
-            if i > 0:
-                # eq. (9): new weights, forward-pass derivative sigma'(G_{i+1})
-                delta = act.backprop(G[i + 1], delta) @ W
-                matmuls += 1
-                flops += 2 * X.shape[0] * W.size
-        self.matmuls_last_step = matmuls
-        self.flops_last_step = flops
-        self.last_targets, self.last_deltas = targets, deltas
-        if self.record_stats:
-            self.stats.append(step_stats)
+        """Algorithm 1 on checked arrays; returns the loss as a 0-d array (read by :meth:`step`).
+
+        The lists are indexed as in the paper: ``F[1] = X``, ``F[N]`` is the output, and ``W[i]``,
+        ``b[i]`` map ``F[i]`` to ``G[i+1]``.
+        """
+        s = self._begin(model, X)
+        G, F = model.forward_cache(X)                                       # eq. (1)
+        G, F, (W, b, sigma) = (None, *G), (None, *F), _paper_index(model)
+        N = model.n_layers + 1
+        loss, delta = model.loss.value_and_sample_grad(F[N], y, read=False)  # delta_N, eq. (6)
+        T = self._explicit_update(s, N, F[N], delta)                        # F_N^{k+1/2}, eq. (6)
+        for i in range(N - 1, 0, -1):
+            self._implicit_update(s, i, F[i], G[i + 1], T, W[i], b[i], sigma[i])  # W_i, b_i: eq. (7)
+            if i > 1:
+                delta = self._error_propagation(s, G[i + 1], delta, W[i], sigma[i])  # delta_i: eq. (9)
+                T = self._explicit_update(s, i, F[i], delta)                      # F_i^{k+1/2}: (9)
+        self._end(s)
         return loss
+    def _begin(self, model, X):
+        s = _Step(self, model, X)
+        s.count(model.n_layers, sum(2 * s.n_samples * W.size for W, _, _ in model.layers()))  # eq. (1)
+        return s
+
+    def _end(self, s):
+        self.matmuls_last_step, self.flops_last_step = s.matmuls, s.flops
+        self.last_targets, self.last_deltas, self.last_etas = s.targets, s.deltas, s.etas
+        if self.record_stats:
+            self.stats.append(s.stats)
+
+    def _explicit_update(self, s, i, F_i, delta):
+        """``F_i^{k+1/2} = F_i - eta_i delta_i``, eqs. (6) (``i = N``) and (9). ``eta_i = eta``, except
+        on a hidden layer with ``neuron_step="capped"``."""
+        if i == s.N:
+            s.cap, eta_i = self._neuron_cap(s.model, F_i, delta, s.device), s.eta
+        elif s.cap is None:
+            eta_i = s.eta
+        else:
+            eta_i = self._capped_step(s.backend, s.eta, delta, s.cap, s.device)
+        s.deltas[i], s.etas[i] = delta, eta_i
+        s.targets[i] = T = F_i - eta_i * delta
+        return T
+
+    def _implicit_update(self, s, i, F_i, G_next, T, W, b, sigma):
+        """Subproblem (7) for layer ``i``: ``W_i`` from ``F_i`` and the target ``T = F_{i+1}^{k+1/2}``,
+        then ``b_i`` with the new ``W_i``; both in place, in the model's arrays.
+
+        ``G_next`` is ``G_{i+1}``, the warm start's pre-activation (kept: eq. 9 needs its mask).
+        """
+        output = i == s.N - 1
+        lam_W, lam_b = self._prox_weights(s.backend, F_i, s.device)
+        if output and self.linear_solve == "exact":
+            self._exact_output(s.backend, F_i, T, W, b, lam_W, lam_b)
+            n, n_in = F_i.shape
+            s.count(3, 2 * n_in * n * (n_in + 2 * W.shape[0]))
+            return
+        Z = G_next.copy()  # the solves move Z along with the parameters
+        work = s.xp.empty_like(Z)
+        Wsub = DualWeightSubproblem if s.forms[i] == "dual" else WeightSubproblem
+        prob = Wsub(s.backend, sigma, F_i, Z, T, W, lam_W, work, s.device)
+        if s.kappa is not None:
+            prob.radius = s.kappa * _at_least_1(s.xp, self._spectral_norm(s.backend, W, i - 1, s.device))
+        self._inner(s, i, prob, output, b)
+        prob = BiasSubproblem(s.backend, sigma, Z, T, b, lam_b, work, s.device)  # Z = F_i W_new^T + b^k
+        if s.kappa is not None:
+            prob.radius = s.kappa * _at_least_1(s.xp, _read(s.backend, s.xp.linalg.norm(b), s.device))
+        self._inner(s, i, prob, output, b)
+
+    def _inner(self, s, i, prob, output, b):
+        """Solve one subproblem with the inner solver chosen in validation; count and record it."""
+        stats = self._inner_solver(prob, self, output, b)
+        s.count(prob.matmuls, prob.flops)
+        if stats is not None:
+            s.stats.append({"layer": i - 1, "param": prob.param, "form": prob.form,
+                            "matmuls": prob.matmuls, **stats})
+
+    def _error_propagation(self, s, G_next, delta, W, sigma):
+        """``delta_i = (sigma'(G_{i+1}) * delta_{i+1}) W_i^{k+1}``, eq. (9): the new weights, the
+        forward pass's derivative."""
+        s.count(1, 2 * s.n_samples * W.size)
+        return sigma.backprop(G_next, delta) @ W
 
     def _neuron_step_in_use(self, loss):
         """``neuron_step`` as given, or its default for ``loss``: ``"capped"`` for a squared error
@@ -754,38 +852,6 @@ class SIBP(Method):
         self.state[key] = v0           # the host path, a failed iteration keeps the previous vector
         return xp.where(ok, backend.scalar(xp.linalg.norm(W @ v)), 0.0)
 
-    def _solve(self, prob, layer, name, form, step_stats, output=False, first_gradient=None):
-        """Run the inner solver on one subproblem; returns its matrix products and their flops."""
-        if self.compat == "matlab":
-            f0 = prob.objective() if self.record_stats else math.nan
-            applied = fr_matlab(prob, self.cg_steps, jump=not output, first_gradient=first_gradient)
-            if self.record_stats:
-                step_stats.append({"layer": layer, "param": name, "f0": f0, "f": prob.objective(),
-                                   "iterations": applied, "matmuls": prob.matmuls, "form": form,
-                                   "step_norm": prob.step_norm(), "radius": prob.radius, "lam": prob.lam,
-                                   "message": f"{applied} steps applied (compat='matlab')"})
-            return prob.matmuls, prob.flops
-        # stop when the predicted decrease is below the rounding level of a reduction over Z
-        ftol = float(np.finfo(prob.Z.dtype).eps) * math.sqrt(prob.Z.size)
-        if prob.scalar == prob.backend.to_float:
-            res = ncg(prob, self.cg_steps, self.cg_variant, self.c1, self.shrink, self.max_trials,
-                      ftol=ftol)
-        else:
-            res = ncg_device(prob, self.cg_steps, self.cg_variant, self.c1, self.shrink,
-                             self.device_trials, ftol=ftol)
-        if self.record_stats:  # instrumentation: reads every number back
-            read = prob.backend.to_float
-            num = {k: read(v) if prob.backend.is_array(v) else v for k, v in (
-                ("f0", res.f0), ("f", res.f), ("radius", prob.radius), ("lam", prob.lam))}
-            count = {k: int(read(v)) if prob.backend.is_array(v) else v for k, v in (
-                ("iterations", res.iterations), ("trials", res.trials), ("rejected", res.rejected),
-                ("restarts", res.restarts))}
-            step_stats.append({"layer": layer, "param": name, **num, **count, "steps": res.steps,
-                               "beyond": int(read(res.beyond)) if hasattr(res, "beyond") else 0,
-                               "matmuls": prob.matmuls, "form": form, "step_norm": prob.step_norm(),
-                               "message": res.message})
-        return prob.matmuls, prob.flops
-
     def _exact_output(self, backend, F, T, W, b, lam_W, lam_b):
         """Exact ridge solves of (7) for the linear output layer, W then b (``backend.solve_spd``).
 
@@ -802,7 +868,7 @@ class SIBP(Method):
         except np.linalg.LinAlgError as exc:
             raise ValueError(f"lam={self.lam}: the exact output solve's matrix 2 F^T F + lam I is not "
                              f"numerically positive definite in {W.dtype} ({exc}); use a larger lam or "
-                             f"output_solve='ncg'") from exc
+                             f"linear_solve='ncg'") from exc
         n = F.shape[0]
         b[...] = ((dt(2) * (T - F @ W.T).sum(axis=0) + backend.cast(lam_b, W.dtype) * b)
                   / backend.cast(2 * n + lam_b, W.dtype))
@@ -818,12 +884,9 @@ class SIBP(Method):
         L = model.n_layers
         count = L + (L - 1)
         for i in range(L):
-            n_out, n_in = model.layer_sizes[i + 1], model.layer_sizes[i]
-            if i == L - 1 and self.output_solve == "exact":
+            if i == L - 1 and self.linear_solve == "exact":
                 count += 3
                 continue
-            form = self.weight_solver
-            if form == "auto":
-                form = weight_form(n_samples, n_in, n_out, self.cg_steps)
+            form = self._weight_form_in_use(n_samples, model.weights[i])
             count += 2 * self.cg_steps if form == "primal" else self.cg_steps + 2
         return count

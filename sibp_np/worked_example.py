@@ -26,7 +26,8 @@ def main(verbose=True):
     X = np.array([[1.0, 0.5, -0.2], [0.3, -1.0, 0.8], [-0.7, 0.2, 0.4], [0.9, 0.9, -0.9]])
     y = np.array([0, 1, 1, 0])
     model = MLP([3, 4, 3, 2], init_std=0.5, seed=3, dtype="float64")
-    method = SIBP(eta=0.5, lam=1.0, safeguard="none", record_stats=True)
+    method = SIBP(eta=0.5, lam=1.0, safeguard="none", weight_form="primal")  # the reference form
+    method.record_stats = True
     G, F = model.forward_cache(model.check_X(X))
     before = [W.copy() for W in model.weights]
     method.step(model, X, y)
@@ -51,8 +52,8 @@ def _show(out, method):
         else:
             linear = " (the output layer is linear: sigma' = 1)" if i == L - 2 else ""
             eq = f"eq. 9: (sigma'(G_{k + 1}) * delta_{k + 1}) W_{k}^new{linear}"
-        print(f"delta_{k} ({eq}):\n{out['deltas'][i + 1]}")
-        print(f"T_{k} = F_{k} - eta delta_{k}:\n{out['targets'][i + 1]}")
+        print(f"delta_{k} ({eq}):\n{out['deltas'][k]}")
+        print(f"T_{k} = F_{k} - eta delta_{k}:\n{out['targets'][k]}")
         for p in ("W", "b"):
             r = stats[(i, p)]
             print(f"  subproblem (7) for {p}_{i + 1}: objective {r['f0']:.6f} -> {r['f']:.6f} "

@@ -157,8 +157,8 @@ CASES = [
     ("sibp-eta", lambda t: SIBP(eta=-1), ValueError, "eta must be a finite number > 0, got -1"),
     ("sibp-lam-bool", lambda t: SIBP(lam=True), TypeError, "lam must be a real number, got bool"),
     ("sibp-cg", lambda t: SIBP(cg_steps=0), ValueError, "cg_steps must be >= 1"),
-    ("sibp-weight-solver", lambda t: SIBP(weight_solver="qr"), ValueError, "weight_solver='qr'"),
-    ("proxbp-solve", lambda t: ProxBP(solve="lsqr"), ValueError, "solve='lsqr'"),
+    ("sibp-weight-solver", lambda t: SIBP(weight_form="qr"), ValueError, "weight_form='qr'"),
+    ("proxbp-solve", lambda t: ProxBP(linear_solve="lsqr"), ValueError, "linear_solve='lsqr'"),
     ("proxbp-optimizer", lambda t: ProxBP(optimizer=object()), TypeError, "optimizer must be"),
     ("get-method", lambda t: get_method("lbfgs"), ValueError, "method='lbfgs' is not known"),
     ("get-method-kwarg", lambda t: get_method("sgd", lr=0.1, eta=1), TypeError, "eta"),
@@ -307,10 +307,10 @@ CASES = [
     ("mlp-seed-float", lambda t: MLP([6, 3], seed=1.5), TypeError, "seed must be None, a non-negative int"),
     ("fit-seed-string", lambda t: fit(model(), SGD(), X, Y, epochs=1, batch_size=5, verbose=0, seed="0"),
      TypeError, "seed must be None"),
-    ("sibp-exact-singular", lambda t: SIBP(output_solve="exact", lam=1e-300).step(
+    ("sibp-exact-singular", lambda t: SIBP(linear_solve="exact", lam=1e-300).step(
         MLP([6, 5, 3], seed=0, dtype="float64"), SINGULAR, Y), ValueError,
      "lam=1e-300: the exact output solve"),
-    ("proxbp-exact-singular", lambda t: ProxBP(solve="exact", lam=1e-300).step(
+    ("proxbp-exact-singular", lambda t: ProxBP(linear_solve="exact", lam=1e-300).step(
         MLP([6, 5, 3], seed=0, dtype="float64"), SINGULAR, Y), ValueError, "lam=1e-300: the exact solve"),
     ("optimizer-other-model", lambda t: _reused(SGD(momentum=0.9)), ValueError,
      "SGD was used on another model: its state buf0 has shape"),

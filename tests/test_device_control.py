@@ -13,8 +13,8 @@ from sibp_np.linesearch import armijo_backtracking, armijo_batched
 from sibp_np.worked_example import main as worked_example
 
 BE = get_backend("numpy")
-CONFIGS = [{}, {"safeguard": "none"}, {"weight_solver": "dual"}, {"weight_solver": "primal"},
-           {"cg_variant": "pr+"}, {"eta": 10.0}, {"output_solve": "exact"}]
+CONFIGS = [{}, {"safeguard": "none"}, {"weight_form": "dual"}, {"weight_form": "primal"},
+           {"cg_variant": "pr+"}, {"eta": 10.0}, {"linear_solve": "exact"}]
 
 
 def problem(seed, sizes=(6, 9, 7, 3), loss="cross_entropy", n=25):
@@ -28,7 +28,8 @@ def run_both(model, X, y, steps=3, **kw):
     """The same steps with control="host" and "device"; the device tries as many steps per search as
     the host may, so every search accepts where the host's does."""
     twin = model.copy()
-    host = SIBP(control="host", record_stats=True, **kw)
+    host = SIBP(control="host", **kw)
+    host.record_stats = True
     device = SIBP(control="device", device_trials=kw.get("max_trials", 20), **kw)
     for _ in range(steps):
         lh, ld = host.step(model, X, y), device.step(twin, X, y)
@@ -49,7 +50,8 @@ def test_device_control_gives_the_host_iterates(kw, seed, loss, sizes):
 def test_device_control_on_the_worked_example():
     out = worked_example(verbose=False)
     model = MLP([3, 4, 3, 2], init_std=0.5, seed=3, dtype="float64")
-    SIBP(eta=0.5, lam=1.0, safeguard="none", control="device").step(model, out["X"], out["Y"].argmax(1))
+    device = SIBP(eta=0.5, lam=1.0, safeguard="none", weight_form="primal", control="device")
+    device.step(model, out["X"], out["Y"].argmax(1))
     for W, expected in zip(model.weights, out["weights_after"]):
         np.testing.assert_allclose(W, expected, rtol=1e-12, atol=1e-14)
 
@@ -61,7 +63,8 @@ def test_with_few_trials_the_iterates_agree_wherever_every_search_accepts_within
     X, y = r.normal(size=(40, 20)), r.integers(0, 5, 40)
     model = MLP([20, 30, 5], seed=4, dtype="float64", init_std=0.01)
     twin = model.copy()
-    host, device = SIBP(control="host", record_stats=True), SIBP(control="device", device_trials=2)
+    host, device = SIBP(control="host"), SIBP(control="device", device_trials=2)
+    host.record_stats = True
     for _ in range(3):
         host.step(model, X, y)
         device.step(twin, X, y)
@@ -242,7 +245,9 @@ def test_a_failed_capture_warns_once_and_the_steps_go_on():
 
 
 def test_no_graph_on_the_host_path_with_statistics_or_when_switched_off():
-    for method in (SIBP(control="host"), SIBP(record_stats=True), SIBP(cuda_graph=False)):
+    recording = SIBP()
+    recording.record_stats = True
+    for method in (SIBP(control="host"), recording, SIBP(cuda_graph=False)):
         backend = RecordingBackend()
         graph_run(backend, batches(4), method)
         assert backend.captures == 0

@@ -40,10 +40,13 @@ def test_worked_example_matches_an_independent_computation(capsys):
     np.testing.assert_allclose(out["targets"][-1], F_N - eta * (P - Y), rtol=1e-12)  # eq. (6)
     # eq. (9): the error goes down with the new weights and the forward-pass mask
     W_new, G = out["weights_after"], out["G"]
+    # (out["deltas"], out["targets"] are indexed as in the paper; G, F and W_new from 0: W_new[i] is
+    # W_{i+1}, G[i + 1] is G_{i+2} and F[i] is F_{i+1})
     for i in range(len(W_new) - 1, 0, -1):
-        expected = ((G[i + 1] > 0) * out["deltas"][i + 1] if i + 1 < len(W_new) else
-                    out["deltas"][i + 1]) @ W_new[i]
-        np.testing.assert_allclose(out["deltas"][i], expected, rtol=1e-12)
-        np.testing.assert_allclose(out["targets"][i], out["F"][i] - eta * out["deltas"][i], rtol=1e-12)
+        above = out["deltas"][i + 2]
+        expected = ((G[i + 1] > 0) * above if i + 1 < len(W_new) else above) @ W_new[i]
+        np.testing.assert_allclose(out["deltas"][i + 1], expected, rtol=1e-12)
+        np.testing.assert_allclose(out["targets"][i + 1], out["F"][i] - eta * out["deltas"][i + 1],
+                                   rtol=1e-12)
     for row in out["stats"]:  # every subproblem's objective went down (or stayed)
         assert row["f"] <= row["f0"]

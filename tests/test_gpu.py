@@ -107,12 +107,12 @@ PARITY = {
     "rmsprop": lambda: RMSprop(lr=1e-3),
     "sibp-plain": lambda: SIBP(eta=1.0, lam=1.0, safeguard="none"),
     "sibp-weights-metric": lambda: SIBP(eta=10.0, lam=1.0, prox_metric="weights", trust_radius=2.0),
-    "sibp-primal": lambda: SIBP(eta=10.0, lam=1.0, weight_solver="primal"),
-    "sibp-exact-output": lambda: SIBP(eta=1.0, lam=1.0, output_solve="exact"),
+    "sibp-primal": lambda: SIBP(eta=10.0, lam=1.0, weight_form="primal"),
+    "sibp-exact-output": lambda: SIBP(eta=1.0, lam=1.0, linear_linear_solve="exact"),
     "sibp-matlab": lambda: SIBP(eta=1.0, lam=2.0, compat="matlab"),
-    "proxbp-dual": lambda: ProxBP(eta=1.0, lam=1.0, weight_solver="dual"),
-    "proxbp-primal": lambda: ProxBP(eta=1.0, lam=1.0, weight_solver="primal"),
-    "proxbp-exact": lambda: ProxBP(eta=1.0, lam=1.0, solve="exact"),
+    "proxbp-dual": lambda: ProxBP(eta=1.0, lam=1.0, weight_form="dual"),
+    "proxbp-primal": lambda: ProxBP(eta=1.0, lam=1.0, weight_form="primal"),
+    "proxbp-exact": lambda: ProxBP(eta=1.0, lam=1.0, linear_solve="exact"),
     "proxbp-adam": lambda: ProxBP(eta=1.0, lam=1.0, optimizer=Adam(lr=1e-3)),
 }
 

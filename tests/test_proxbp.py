@@ -27,7 +27,7 @@ def by_hand(model, X, y, eta, lam):
 def test_exact_matches_closed_form(eta, lam):
     model, X, y = small_problem(sizes=(6, 5, 3))
     Wn, bn, _, _ = by_hand(model, X, y, eta, lam)
-    ProxBP(eta=eta, lam=lam, solve="exact").step(model, X, y)
+    ProxBP(eta=eta, lam=lam, linear_solve="exact").step(model, X, y)
     np.testing.assert_allclose(model.weights[0], Wn, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.biases[0], bn, rtol=1e-10, atol=1e-12)
 
@@ -35,8 +35,8 @@ def test_exact_matches_closed_form(eta, lam):
 def test_cg_with_n_in_plus_one_iterations_matches_exact():
     model, X, y = small_problem(sizes=(6, 5, 3))
     exact = model.copy()
-    ProxBP(eta=2.0, lam=0.5, solve="exact").step(exact, X, y)
-    ProxBP(eta=2.0, lam=0.5, solve="cg", cg_steps=6 + 1).step(model, X, y)
+    ProxBP(eta=2.0, lam=0.5, linear_solve="exact").step(exact, X, y)
+    ProxBP(eta=2.0, lam=0.5, linear_solve="cg", cg_steps=6 + 1).step(model, X, y)
     for a, b in zip(model.params(), exact.params()):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
@@ -66,7 +66,7 @@ def test_large_lam_limit_is_sgd_on_hidden_layers():
     model, X, y = small_problem(sizes=(6, 5, 3))
     sgd = model.copy()
     ratio = 0.1
-    ProxBP(eta=ratio * 1e7, lam=1e7, solve="exact").step(model, X, y)
+    ProxBP(eta=ratio * 1e7, lam=1e7, linear_solve="exact").step(model, X, y)
     SGD(lr=ratio).step(sgd, X, y)
     for k in (0, 1):  # W_1, b_1 (hidden)
         np.testing.assert_allclose(model.params()[k], sgd.params()[k], rtol=1e-5, atol=1e-9)
@@ -76,7 +76,7 @@ def test_large_lam_limit_is_sgd_on_hidden_layers():
 def test_output_layer_is_an_sgd_step_with_lr_eta(solve):
     model, X, y = small_problem(sizes=(6, 5, 4, 3))
     sgd = model.copy()
-    ProxBP(eta=0.7, lam=1.0, solve=solve).step(model, X, y)
+    ProxBP(eta=0.7, lam=1.0, linear_solve=solve).step(model, X, y)
     SGD(lr=0.7).step(sgd, X, y)
     for k in (4, 5):
         np.testing.assert_allclose(model.params()[k], sgd.params()[k], rtol=1e-12)
@@ -85,8 +85,8 @@ def test_output_layer_is_an_sgd_step_with_lr_eta(solve):
 def test_optimizer_receives_the_pseudo_gradient():
     model, X, y = small_problem(sizes=(6, 5, 3))
     a, b = model.copy(), model.copy()
-    ProxBP(eta=1.0, lam=0.5, solve="exact", optimizer=SGD(lr=1.0)).step(a, X, y)
-    ProxBP(eta=1.0, lam=0.5, solve="exact").step(b, X, y)
+    ProxBP(eta=1.0, lam=0.5, linear_solve="exact", optimizer=SGD(lr=1.0)).step(a, X, y)
+    ProxBP(eta=1.0, lam=0.5, linear_solve="exact").step(b, X, y)
     for p, q in zip(a.params(), b.params()):
         np.testing.assert_allclose(p, q, rtol=1e-12)
     c = model.copy()
@@ -96,7 +96,7 @@ def test_optimizer_receives_the_pseudo_gradient():
 
 
 @pytest.mark.parametrize("kw,match", [(dict(eta=-1), "eta must be"), (dict(lam=0), "lam must be"),
-                                      (dict(solve="lu"), "solve='lu'"),
+                                      (dict(linear_solve="lu"), "linear_solve='lu'"),
                                       (dict(optimizer="sgd"), "optimizer must be")])
 def test_bad_arguments(kw, match):
     with pytest.raises((ValueError, TypeError), match=match):
@@ -112,7 +112,7 @@ def test_row_space_form_gives_the_primal_iterates(solve, cg_steps):
     out = {}
     for form in ("primal", "dual"):
         model = MLP([30, 20, 15, 4], seed=3, dtype="float64", init_std=0.3)
-        method = ProxBP(eta=0.7, lam=0.3, cg_steps=cg_steps, solve=solve, weight_solver=form)
+        method = ProxBP(eta=0.7, lam=0.3, cg_steps=cg_steps, linear_solve=solve, weight_form=form)
         method.step(model, X, y)
         assert method.last_forms == [form, form, "explicit"]
         out[form] = model.get_params()

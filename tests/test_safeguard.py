@@ -84,9 +84,9 @@ def _sibp_inner_transcript(X, Y, Ws, bs, lam_m, ita, counts):
     return Ws, bs
 
 
-@pytest.mark.parametrize("weight_solver", ["primal", "dual"])
+@pytest.mark.parametrize("weight_form", ["primal", "dual"])
 @pytest.mark.parametrize("eta", [0.5, 5.0])
-def test_matlab_compat_step_matches_transcript(weight_solver, eta):
+def test_matlab_compat_step_matches_transcript(weight_form, eta):
     r = np.random.default_rng(7)
     sizes, n = (6, 5, 4, 3), 8
     X = np.abs(r.normal(size=(n, sizes[0])))
@@ -98,7 +98,7 @@ def test_matlab_compat_step_matches_transcript(weight_solver, eta):
     counts = {"jumps": 0, "accepted_at_0": 0}
     Y = np.eye(sizes[-1])[y].T
     W_ref, b_ref = _sibp_inner_transcript(X.T, Y, Ws, bs, lam / 2, eta, counts)
-    SIBP(eta=eta, lam=lam, compat="matlab", weight_solver=weight_solver).step(model, X, y)
+    SIBP(eta=eta, lam=lam, compat="matlab", weight_form=weight_form).step(model, X, y)
     for i in range(model.n_layers):
         np.testing.assert_allclose(model.weights[i], W_ref[i], rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(model.biases[i], b_ref[i][:, 0], rtol=1e-10, atol=1e-12)
@@ -205,7 +205,8 @@ def test_step_norms_within_the_radius_on_a_network():
     r = np.random.default_rng(4)
     X, y = r.normal(size=(40, 10)), r.integers(0, 3, size=40)
     model = MLP((10, 8, 8, 8, 3), init_std=0.5, seed=0, dtype="float64")
-    m = SIBP(eta=20.0, record_stats=True)
+    m = SIBP(eta=20.0)
+    m.record_stats = True
     for _ in range(3):
         m.step(model, X, y)
     rows = [s for step in m.stats for s in step]
@@ -298,7 +299,8 @@ def test_output_metric_scale_and_its_floor_in_the_statistics():
     X, y = 3.0 * r.normal(size=(40, 8)), r.integers(0, 3, size=40)
     model = MLP((8, 6, 3), init_std=1e-3, seed=0, dtype="float64")
     F1 = np.maximum(X @ model.weights[0].T + model.biases[0], 0)
-    m = SIBP(eta=0.5, lam=2.0, record_stats=True)
+    m = SIBP(eta=0.5, lam=2.0)
+    m.record_stats = True
     m.step(model, X, y)
     lam = {(s["layer"], s["param"]): s["lam"] for s in m.stats[0]}
     assert lam[(0, "W")] == pytest.approx(2.0 * (X ** 2).sum() / 8, rel=1e-12)

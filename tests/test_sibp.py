@@ -9,7 +9,7 @@ from sibp_np.backend import get_backend
 from sibp_np.functions import get_activation, softmax
 from sibp_np.linesearch import armijo_backtracking
 from sibp_np.ncg import ncg
-from sibp_np.sibp import BiasSubproblem, DualWeightSubproblem, WeightSubproblem, weight_form
+from sibp_np.sibp import BiasSubproblem, DualWeightSubproblem, WeightSubproblem, cheaper_weight_form
 
 BE = get_backend("numpy")
 
@@ -117,9 +117,9 @@ def test_next_direction_is_minus_g_plus_beta_d_to_the_bit(form):
 
 
 def test_weight_form_picks_the_cheaper_one():
-    assert weight_form(100, 784, 500, 5) == "dual"
-    assert weight_form(100, 500, 10, 5) == "primal"
-    assert weight_form(1000, 50, 50, 5) == "primal"
+    assert cheaper_weight_form(100, 784, 500, 5) == "dual"
+    assert cheaper_weight_form(100, 500, 10, 5) == "primal"
+    assert cheaper_weight_form(1000, 50, 50, 5) == "primal"
 
 
 @pytest.mark.parametrize("form", ["primal", "dual"])
@@ -157,7 +157,8 @@ def test_ncg_accepts_a_first_trial_step():
 
 def test_sibp_step_every_armijo_step_accepted_stats():
     model, X, y = small_problem()
-    m = SIBP(eta=1.0, lam=1.0, record_stats=True)
+    m = SIBP(eta=1.0, lam=1.0)
+    m.record_stats = True
     m.step(model, X, y)
     (stats,) = m.stats
     assert {(s["layer"], s["param"]) for s in stats} == {(i, p) for i in range(3) for p in "Wb"}
@@ -198,7 +199,7 @@ def test_limits_leave_parameters_unchanged(kw):
 def test_output_layer_ncg_converges_to_exact_ridge_solution():
     model, X, y = small_problem(sizes=(6, 3), init_std=0.3)  # a single linear layer
     exact = model.copy()
-    SIBP(eta=2.0, lam=0.7, output_solve="exact").step(exact, X, y)
+    SIBP(eta=2.0, lam=0.7, linear_solve="exact").step(exact, X, y)
     SIBP(eta=2.0, lam=0.7, cg_steps=200).step(model, X, y)
     np.testing.assert_allclose(model.weights[0], exact.weights[0], rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(model.biases[0], exact.biases[0], rtol=1e-7, atol=1e-10)
@@ -208,7 +209,7 @@ def test_output_layer_ncg_converges_to_exact_ridge_solution():
 def test_worked_example_3_2_2(metric):
     """Targets and deltas of one step on a 3-2-2 ReLU net, computed here in straight-line NumPy.
 
-    The output layer is solved exactly (``output_solve="exact"``) so that its new W and b are known in
+    The output layer is solved exactly (``linear_solve="exact"``) so that its new W and b are known in
     closed form; the hidden target then follows from eq. (9). With ``prox_metric="output"`` the
     proximal weights are ``lam ||F||_F^2 / n_in`` for W and ``lam n_samples`` for b."""
     X = np.array([[1.0, 0.5, -0.2], [0.3, -1.0, 0.8]])
@@ -220,7 +221,7 @@ def test_worked_example_3_2_2(metric):
     eta, lam = 0.5, 2.0
     model = MLP([3, 2, 2], dtype="float64", seed=0)
     model.weights[0], model.biases[0], model.weights[1], model.biases[1] = W0, b0, W1, b1
-    m = SIBP(eta=eta, lam=lam, output_solve="exact", prox_metric=metric)
+    m = SIBP(eta=eta, lam=lam, linear_solve="exact", prox_metric=metric)
     m.step(model, X, y)
     # by hand
     G1 = X @ W0.T + b0
@@ -239,10 +240,10 @@ def test_worked_example_3_2_2(metric):
     b1new = (2 * (T2 - F1 @ W1new.T).sum(0) + lb1 * b1) / (2 * 2 + lb1)
     delta1 = delta2 @ W1new             # eq. (9), identity output: no mask
     T1 = F1 - eta * delta1
-    np.testing.assert_allclose(m.last_targets[2], T2, rtol=1e-12)
+    np.testing.assert_allclose(m.last_targets[3], T2, rtol=1e-12)
     np.testing.assert_allclose(model.weights[1], W1new, rtol=1e-10)
     np.testing.assert_allclose(model.biases[1], b1new, rtol=1e-10)
-    np.testing.assert_allclose(m.last_targets[1], T1, rtol=1e-10)
+    np.testing.assert_allclose(m.last_targets[2], T1, rtol=1e-10)
     # and the hidden layer's W moved towards T1 (its subproblem objective decreased)
     def f(W):
         return ((np.maximum(X @ W.T + b0, 0) - T1) ** 2).sum() + lW0 / 2 * ((W - W0) ** 2).sum()
@@ -252,20 +253,20 @@ def test_worked_example_3_2_2(metric):
 def test_error_propagation_uses_new_weights_and_forward_mask():
     model, X, y = small_problem(sizes=(5, 4, 3))
     old = model.copy()
-    m = SIBP(eta=0.7, lam=0.5, output_solve="exact")
+    m = SIBP(eta=0.7, lam=0.5, linear_solve="exact")
     m.step(model, X, y)
     G, F = old.forward_cache(model.check_X(X))
     delta2 = softmax(F[-1]) - np.eye(3)[y]
     expected = F[1] - 0.7 * (delta2 @ model.weights[1])  # W_new, identity output
-    np.testing.assert_allclose(m.last_targets[1], expected, rtol=1e-10)
+    np.testing.assert_allclose(m.last_targets[2], expected, rtol=1e-10)
     stale = F[1] - 0.7 * (delta2 @ old.weights[1])
-    assert not np.allclose(m.last_targets[1], stale)
+    assert not np.allclose(m.last_targets[2], stale)
 
 
 def test_matmul_count_matches_design():
     model, X, y = small_problem(sizes=(30, 20, 5), n=10)
     for ws in ("primal", "dual", "auto"):
-        m = SIBP(weight_solver=ws)
+        m = SIBP(weight_form=ws)
         m.step(model, X, y)
         assert m.matmuls_last_step <= m.matmul_design(model, len(X))
         assert m.matmuls_last_step >= m.matmul_design(model, len(X)) - 2 * 5  # early stops only
@@ -293,7 +294,7 @@ def test_sibp_trains_where_sgd_at_the_same_huge_step_does_not(safeguard, epochs)
                                       (dict(lam=float("nan")), "lam must be"),
                                       (dict(cg_steps=0), "cg_steps must be >= 1"),
                                       (dict(cg_variant="hs"), "cg_variant='hs'"),
-                                      (dict(output_solve="lu"), "output_solve='lu'"),
+                                      (dict(linear_solve="lu"), "linear_solve='lu'"),
                                       (dict(c1=1.5), "c1 must lie in"),
                                       (dict(cg_steps=2.5), "cg_steps must be an integer")])
 def test_bad_hyperparameters(kw, match):
@@ -304,7 +305,8 @@ def test_bad_hyperparameters(kw, match):
 @pytest.mark.parametrize("safeguard", ["trust-region", "none"])
 def test_sibp_handles_huge_eta_and_tiny_lam_with_bounded_work(safeguard):
     model, X, y = small_problem(dtype="float32")
-    m = SIBP(eta=1e4, lam=1e-4, safeguard=safeguard, record_stats=True)
+    m = SIBP(eta=1e4, lam=1e-4, safeguard=safeguard)
+    m.record_stats = True
     h = fit(model, m, X, y, epochs=2, batch_size=10, verbose=0)
     rows = [row for step in m.stats for row in step]
     assert len(m.stats) == 8 and len(rows) == 8 * 2 * 3  # every step solved W and b of 3 layers
@@ -321,7 +323,8 @@ def test_sibp_trains_smooth_activations_through_the_generic_residual(activation)
     X = r.normal(size=(120, 6))
     y = (X[:, 0] - X[:, 2] > 0).astype(int)
     model = MLP([6, 12, 2], activation=activation, seed=0, dtype="float64", init_std=0.3)
-    m = SIBP(eta=1.0, lam=1.0, record_stats=True)
+    m = SIBP(eta=1.0, lam=1.0)
+    m.record_stats = True
     h = fit(model, m, X, y, epochs=5, batch_size=20, verbose=0, seed=0)
     assert h.diverged is None and h.last["train_loss"] < 0.5 * h.records[0]["train_loss"]
     assert all(s["f"] <= s["f0"] for step in m.stats for s in step)
@@ -344,14 +347,14 @@ def test_capped_step_is_the_smaller_of_eta_and_a_share_of_the_newton_step():
     m = SIBP(eta=eta, lam=1.0)  # a squared error: capped by default
     m.step(model, X, Y)
     delta_N = F[-1] - Y  # the per-sample error; the loss's curvature along it is 1
-    assert m.last_etas[L] == eta
-    np.testing.assert_allclose(m.last_targets[L], F[-1] - eta * delta_N, rtol=1e-12)
+    assert m.last_etas[L + 1] == eta  # paper index: F_{L+1} is the output
+    np.testing.assert_allclose(m.last_targets[L + 1], F[-1] - eta * delta_N, rtol=1e-12)
     capped = 0
     for i in range(1, L):
-        d = m.last_deltas[i]
+        d = m.last_deltas[i + 1]  # delta_{i+1}, the error at code F[i]
         expected = min(eta, (delta_N ** 2).sum() / (L * (d ** 2).sum()))
-        assert m.last_etas[i] == pytest.approx(expected, rel=1e-12)
-        np.testing.assert_allclose(m.last_targets[i], F[i] - expected * d, rtol=1e-12)
+        assert m.last_etas[i + 1] == pytest.approx(expected, rel=1e-12)
+        np.testing.assert_allclose(m.last_targets[i + 1], F[i] - expected * d, rtol=1e-12)
         capped += expected < eta
     assert capped == L - 1  # the problem is built so that the cap binds on every hidden layer
 
@@ -366,7 +369,7 @@ def test_plain_step_is_eta_on_every_layer(kw, loss):
         Y = (X[:, 0] > 0).astype(int)
     m = SIBP(eta=0.8, **kw)
     m.step(model, X, Y)
-    assert m.last_etas[1:] == [0.8] * model.n_layers
+    assert m.last_etas[2:] == [0.8] * model.n_layers
 
 
 def test_capped_step_keeps_a_stiff_regression_from_overshooting():

@@ -43,7 +43,8 @@ def analysis(data, init_std, eta, steps, label, kw):
     error's size ||delta_i|| = ||F_i - T_i|| / eta, and the batch loss before and after the step."""
     X, y = data.train
     model = MLP(LAYERS, init_std=init_std, seed=0)
-    method = SIBP(eta=eta, lam=1.0, record_stats=True, **kw)
+    method = SIBP(eta=eta, lam=1.0, **kw)
+    method.record_stats = True
     print(f"\n## {label}: {method!r}, init N(0, {init_std}^2)")
     for k in range(steps):
         Xb, yb = X[100 * k:100 * (k + 1)], y[100 * k:100 * (k + 1)]
@@ -62,7 +63,7 @@ def analysis(data, init_std, eta, steps, label, kw):
                 s_new = np.linalg.norm(model.weights[i], 2) if np.isfinite(model.weights[i]).all() \
                     else np.inf
                 dW = np.linalg.norm(model.weights[i] - old[i])
-                dnorm = np.linalg.norm(F[i + 1] - T[i + 1]) / eta
+                dnorm = np.linalg.norm(F[i + 1] - T[i + 2]) / eta
             print(f"  {i:5d}  {dW / s_old:16.3g}  {s_new / s_old:10.3g}  {dnorm:14.3g}  "
                   f"{stats[(i, 'W')]['message']}")
 

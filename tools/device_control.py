@@ -51,7 +51,8 @@ def beyond(a):
           "5 epochs, seed 0, lam = 1")
     print("| eta | searches | > 2 | > 4 | > 8 | rejected (no step in 20) |\n|---|---|---|---|---|---|")
     for eta in (100.0, 10.0, 1.0, 0.1, 0.01):
-        method = SIBP(eta=eta, lam=1.0, control="host", record_stats=True)
+        method = SIBP(eta=eta, lam=1.0, control="host")
+        method.record_stats = True
         fit(MLP([784, 500, 10], seed=0), method, *data.train, epochs=5, seed=0, verbose=0)
         trials = [t for step in method.stats for s in step for (_, alpha, t) in s["steps"]]
         rejected = sum(alpha == 0 for step in method.stats for s in step for (_, alpha, _) in s["steps"])

@@ -26,10 +26,10 @@ RUNS = (("sibp", "eta", {"lam": 1.0}), ("sgd", "lr", {}), ("proxbp", "eta", {"la
 COLUMNS = ("train_acc", "val_acc", "train_loss", "val_loss", "batch_loss")
 STEP_NETS = ([784, 500, 10], [784, 600, 600, 600, 600, 10], [200, 300, 300, 10])
 STEP_METHODS = (("adam", {}), ("rmsprop", {"momentum": 0.9}), ("sgd", {"momentum": 0.9, "nesterov": True}),
-                ("sibp", {"weight_solver": "primal"}), ("sibp", {"weight_solver": "dual"}),
-                ("sibp", {"eta": 10.0, "output_solve": "exact"}), ("sibp", {"safeguard": "none"}),
+                ("sibp", {"weight_form": "primal"}), ("sibp", {"weight_form": "dual"}),
+                ("sibp", {"eta": 10.0, "linear_solve": "exact"}), ("sibp", {"safeguard": "none"}),
                 ("sibp", {"compat": "matlab", "lam": 2.0}), ("sibp", {"cg_variant": "pr+"}),
-                ("proxbp", {}), ("proxbp", {"solve": "exact"}))
+                ("proxbp", {}), ("proxbp", {"linear_solve": "exact"}))
 
 
 def digest(model):

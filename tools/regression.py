@@ -40,7 +40,8 @@ def trace(neuron_step, seed, epochs):
     X, y, _, _ = sin_task()
     s = int(np.random.RandomState(seed).randint(np.iinfo(np.int32).max))
     model = MLP([2, 32, 32, 1], init_std=0.01, seed=s, loss="mse")
-    method = SIBP(eta=0.1, lam=1.0, record_stats=True, neuron_step=neuron_step)
+    method = SIBP(eta=0.1, lam=1.0, neuron_step=neuron_step)
+    method.record_stats = True
     rng = np.random.default_rng(s)
     steps = []
     for epoch in range(epochs):
@@ -61,9 +62,9 @@ def trace(neuron_step, seed, epochs):
                 a0, a, _ = w["steps"][0] if w["steps"] else (0.0, 0.0, 0)
                 layers.append({
                     "layer": i, "alpha0": a0, "alpha": a, "bound": "boundary" in w["message"],
-                    "lam_W": w["lam"], "gain": gains[i], "eta_i": method.last_etas[i + 1],
+                    "lam_W": w["lam"], "gain": gains[i], "eta_i": method.last_etas[i + 2],
                     "dead": float((G[i + 1] <= 0).mean()) if i < model.n_layers - 1 else None,
-                    "target_distance": float(np.linalg.norm(method.last_targets[i + 1] - F[i + 1]))})
+                    "target_distance": float(np.linalg.norm(method.last_targets[i + 2] - F[i + 1]))})
             steps.append({"epoch": epoch + 1, "batch": j,
                           "move": float(np.vdot(moved, target) / np.vdot(target, target)),
                           "train_loss": None, "layers": layers})
