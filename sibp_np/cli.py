@@ -2,7 +2,6 @@
 import argparse
 import inspect
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -30,94 +29,92 @@ def _ints(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def parameter_docs(cls):
-    """``{name: (type spec, first sentence of the description)}`` from the numpydoc Parameters section
-    of ``cls``'s docstring (a line ``a, b : spec`` documents several names)."""
-    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+def _option_type(hp, default):
+    """``(type, choices)`` of the command-line option for a :class:`~sibp_np.methods.Hyperparameter`,
+    from its check (or, for a check of its own, the type of its default); None when the value cannot be
+    given on a command line (an object, such as ProxBP's ``optimizer``)."""
+    from . import _validation as v
+    if hp is not None and hp.options.get("choices") is not None:
+        return str, tuple(hp.options["choices"])
+    kinds = {v.check_positive: float, v.check_open_unit: float, v.check_fraction: float, v.check_int: int,
+             v.check_bool: bool, v.check_optional_bool: bool, v.check_pair: _floats}
+    kind = kinds.get(getattr(hp, "check", None))
+    if kind is None and isinstance(default, (bool, int, float, str)):
+        kind = type(default)
+    return (kind, None) if kind else None
+
+
+def _shown(value):
+    """A default as a user types it: ``None`` (resolved at use) is ``auto``, a pair ``0.9,0.999``."""
+    if value is None:
+        return "auto"
+    if isinstance(value, tuple):
+        return ",".join(f"{x:g}" for x in value)
+    return str(value)
+
+
+def _defaults(cls):
+    """The defaults as a run records them (``None`` resolved where it can be), from an instance."""
+    sig = inspect.signature(cls.__init__).parameters
     try:
-        start = lines.index("Parameters") + 2
-    except ValueError:
-        return {}
-    docs, names = {}, []
-    for line in lines[start:]:
-        if not line.strip():
-            continue
-        if not line.startswith(" "):
-            if ":" not in line:  # the next section's title
-                break
-            head, spec = line.split(":", 1)
-            names = [n.strip() for n in head.split(",")]
-            for n in names:
-                docs[n] = (spec.strip(), "")
-        elif names:
-            for n in names:
-                spec, text = docs[n]
-                if not text.endswith("."):
-                    docs[n] = (spec, (text + " " + line.strip()).strip())
-    return {n: (spec, _plain(text.split(". ")[0].rstrip("."))) for n, (spec, text) in docs.items()}
-
-
-def _plain(text):
-    """reStructuredText roles and literals as plain text, for --help."""
-    return re.sub(r":\w+:`~?([^`]*)`", r"\1", text).replace("``", "")
-
-
-def _option_kind(spec, default):
-    """``(type, choices)`` for an option from its documented spec and default, or None when the value
-    cannot be given on a command line (an object)."""
-    spec = spec.split(",")[0] if not spec.startswith(("{", "(")) else spec
-    if spec.startswith("{"):
-        choices = tuple(c.strip().strip("'\"") for c in spec[1:spec.index("}")].split(","))
-        return str, tuple(c for c in choices if c != "None")
-    if spec.startswith("(float, float)"):
-        return _floats, None
-    for word, kind in (("float", float), ("int", int), ("bool", bool), ("str", str)):
-        if spec.startswith(word):
-            return kind, None
-    if spec == "" and isinstance(default, (bool, int, float, str)):
-        return type(default), None
-    return None
+        return cls().hyperparameters()
+    except Exception:  # noqa: BLE001 - a method that needs arguments: its signature's defaults
+        return {n: sig[n].default for n in cls.hyperparameter_names()}
 
 
 def method_options():
-    """One command-line option per hyperparameter of the registered methods: ``{name: {"kind",
-    "choices", "help", "defaults": {method: default}}}``. A name that two methods document with
-    different types is an error."""
+    """One command-line option per hyperparameter of the registered methods, built from their
+    :class:`~sibp_np.methods.Hyperparameter` objects: ``{name: {"kind", "choices", "helps": {method:
+    help}, "defaults": {method: default}}}``. A name two methods give different types is an error."""
     from .methods import METHODS
     options = {}
     for method, cls in sorted(METHODS.items()):
-        docs = parameter_docs(cls)
-        sig = inspect.signature(cls.__init__).parameters
+        sig, objects, defaults = inspect.signature(cls.__init__).parameters, cls.hyperparameter_objects(), \
+            _defaults(cls)
         for name in cls.hyperparameter_names():
-            spec, text = docs.get(name, ("", ""))
-            kind = _option_kind(spec, sig[name].default)
+            hp = objects.get(name)
+            kind = _option_type(hp, sig[name].default)
             if kind is None:
                 continue
-            opt = options.setdefault(name, {"kind": kind[0], "choices": kind[1], "help": text,
-                                            "defaults": {}})
+            opt = options.setdefault(name, {"kind": kind[0], "choices": kind[1], "helps": {}, "defaults": {}})
             if opt["kind"] is not kind[0]:
                 raise TypeError(f"hyperparameter {name!r} has type {kind[0].__name__} in {method} but "
                                 f"{opt['kind'].__name__} elsewhere: one option cannot take both")
             if kind[1]:
                 opt["choices"] = tuple(dict.fromkeys((opt["choices"] or ()) + kind[1]))
-            if text and text not in opt["help"]:
-                opt["help"] = f"{opt['help']} / {text}" if opt["help"] else text
-            opt["defaults"][method] = sig[name].default
+            opt["helps"][method] = getattr(hp, "help", "")
+            text = getattr(hp, "default_text", None)
+            opt["defaults"][method] = text if text is not None and defaults[name] in (None, "auto") else \
+                defaults[name]
     return options
 
 
+def _per_method(values, show=str):
+    """``text`` when every method has the same, else ``sibp: text; proxbp: text``."""
+    shown = {m: show(v) for m, v in values.items() if v != ""}
+    if len(set(shown.values())) == 1:
+        return next(iter(shown.values()))
+    return "; ".join(f"{m}: {v}" for m, v in shown.items())
+
+
 def add_method_options(p):
-    g = p.add_argument_group("method hyperparameters (each method takes the ones it documents; "
-                             "built from the registered methods' signatures)")
+    from .methods import METHODS
+    g = p.add_argument_group("method hyperparameters (each applies to the methods named in its default)")
     for name, opt in method_options().items():
         flag = "--" + name.replace("_", "-")
-        defaults = ", ".join(f"{m}: {d!r}" for m, d in opt["defaults"].items())
-        text = f"{opt['help']} [{defaults}]".replace("%", "%%")
+        text = f"{_per_method(opt['helps'])} (default: {_per_method(opt['defaults'], _shown)})"
+        if len(opt["defaults"]) < len(METHODS):
+            text = f"{text}; {', '.join(opt['defaults'])} only"
+        text = text.replace("%", "%%")
         if opt["kind"] is bool:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             g.add_argument(flag, type=opt["kind"], choices=opt["choices"], default=None, help=text,
                            metavar=None if opt["choices"] else name.upper())
+    renamed = {old: new for cls in METHODS.values() for old, new in cls.renamed.items()}
+    for old, new in renamed.items():  # deprecated names: the method's constructor warns
+        p.add_argument("--" + old.replace("_", "-"), dest=old, default=None,
+                       type=method_options()[new]["kind"], help=argparse.SUPPRESS)
 
 
 def method_from_args(name, args):
@@ -126,15 +123,16 @@ def method_from_args(name, args):
     from ._validation import check_choice
     from .methods import METHODS, get_method
     key = check_choice("--method", name, tuple(sorted(METHODS)))
-    accepted = METHODS[key].hyperparameter_names()
+    accepted = METHODS[key].hyperparameter_names() + list(METHODS[key].renamed)
+    renamed = [old for cls in METHODS.values() for old in cls.renamed]
     kw = {}
-    for param in method_options():
+    for param in [*method_options(), *renamed]:
         v = getattr(args, param, None)
         if v is None:
             continue
         if param not in accepted:
             raise ValueError(f"--{param.replace('_', '-')} does not apply to method {key!r} (it takes "
-                             f"{', '.join(accepted)})")
+                             f"{', '.join(METHODS[key].hyperparameter_names())})")
         kw[param] = v
     return get_method(key, **kw)
 
@@ -153,9 +151,7 @@ def build_parser():
 
 
 def add_train_options(p):
-    p.add_argument("--dataset", default="mnist-5k",
-                   help="mnist-5k (embedded, default), mnist, fashion-mnist, cifar10, or an .h5 path")
-    p.add_argument("--data-root", default=None, help="folder searched first for dataset files")
+    _common(p, epochs=5)
     p.add_argument("--download", action="store_true", help="download a missing dataset")
     p.add_argument("--layers", type=_ints, default=None,
                    help="layer widths, e.g. 784,500,10 (default: inputs,500,classes)")
@@ -167,12 +163,7 @@ def add_train_options(p):
     p.add_argument("--method", default=DEFAULT_METHOD,
                    help="sibp (default), proxbp, sgd, adam or rmsprop")
     add_method_options(p)
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training set (5)")
-    p.add_argument("--batch-size", type=int, default=100, help="minibatch size (100)")
-    p.add_argument("--seed", type=int, default=0, help="seeds init and shuffling (0)")
     p.add_argument("--split-seed", type=int, default=0, help="seeds the train/validation split (0)")
-    p.add_argument("--backend", default=None, help="numpy or cupy (default: $SIBP_NP_BACKEND or numpy)")
-    p.add_argument("--dtype", default="float32", help="float32 (default) or float64")
     p.add_argument("--stationarity", action="store_true", help="record ||dJ/dtheta|| per epoch")
     p.add_argument("--test", action="store_true", help="report the test split's loss and accuracy (or MSE "
                    "and R^2) once, after training")
@@ -183,12 +174,12 @@ def add_train_options(p):
                         "restore the best epoch's parameters")
     p.add_argument("--save-model", default=None, metavar="FILE.h5",
                    help="save the trained network (load it with sibp_np.MLP.load)")
-    p.add_argument("--on-divergence", default="stop", choices=("stop", "raise"))
+    p.add_argument("--on-divergence", default="stop", choices=("stop", "raise"),
+                   help="when the loss overflows: stop the run and keep its history (default), or raise")
     p.add_argument("--out", default=None, help="save the history to FILE.json or FILE.h5")
     p.add_argument("--checkpoint", default=None, help="write a resumable HDF5 checkpoint here")
     p.add_argument("--checkpoint-every", type=int, default=1, help="epochs between checkpoints (1)")
     p.add_argument("--resume", default=None, help="resume the run saved in this checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch table")
 
 
 def _json_dict(text):
@@ -203,15 +194,16 @@ def _json_dict(text):
 
 
 def _common(p, epochs):
-    p.add_argument("--dataset", default="mnist-5k", help="mnist-5k (default), mnist, fashion-mnist, "
-                   "cifar10, or an .h5 path")
+    """The options that ``train`` and the experiment commands share."""
+    p.add_argument("--dataset", default="mnist-5k", help="mnist-5k (embedded, default), mnist, "
+                   "fashion-mnist, cifar10, or an .h5 path")
     p.add_argument("--data-root", default=None, help="folder searched first for dataset files")
     p.add_argument("--epochs", type=int, default=epochs, help=f"epochs per run ({epochs})")
     p.add_argument("--batch-size", type=int, default=100, help="minibatch size (100)")
     p.add_argument("--seed", type=int, default=0, help="seeds init and shuffling (0)")
     p.add_argument("--dtype", default="float32", help="float32 (default) or float64")
     p.add_argument("--backend", default=None, help="numpy or cupy (default: $SIBP_NP_BACKEND or numpy)")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch table or progress lines")
 
 
 def _executors(p):

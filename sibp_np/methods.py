@@ -38,15 +38,18 @@ def get_method(name, **hyperparameters):
 class Hyperparameter:
     """A method's constructor argument, checked on every assignment.
 
-    ``Hyperparameter(check, **options)`` stores ``check(name, value, **options)``, which returns the
-    value to keep or raises a ``TypeError``/``ValueError`` that names the parameter. Once all of an
+    ``Hyperparameter(check, help="...", **options)`` stores ``check(name, value, **options)``, which
+    returns the value to keep or raises a ``TypeError``/``ValueError`` that names the parameter. ``help``
+    is one line for the command line, which builds its options from these objects (their check gives the
+    type, ``options["choices"]`` the choices); ``default_text`` says what a default that is resolved at
+    use (``None``) amounts to. Once all of an
     instance's hyperparameters are set, every assignment also runs the method's :meth:`Method._validate`
     (the checks between parameters, and defaults that depend on others); if that fails, the old value
     is put back before the error propagates.
     """
 
-    def __init__(self, check, **options):
-        self.check, self.options = check, options
+    def __init__(self, check, help="", default_text=None, **options):
+        self.check, self.help, self.default_text, self.options = check, help, default_text, options
 
     def __set_name__(self, owner, name):
         self.name = name
@@ -137,6 +140,18 @@ class Method:
             if not any(p.kind == p.VAR_KEYWORD for p in params):
                 break
         return names
+
+    @classmethod
+    def hyperparameter_objects(cls):
+        """``{name: Hyperparameter}`` for each constructor argument declared as one (the nearest class's
+        declaration wins)."""
+        out = {}
+        for name in cls.hyperparameter_names():
+            for klass in cls.__mro__:
+                if isinstance(vars(klass).get(name), Hyperparameter):
+                    out[name] = vars(klass)[name]
+                    break
+        return out
 
     @classmethod
     def declared_hyperparameters(cls):

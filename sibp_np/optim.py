@@ -123,11 +123,11 @@ class SGD(Optimizer):
     With ``momentum = 0`` this is plain BP, eq. (3) of the paper.
     """
 
-    lr = Hyperparameter(check_positive)
-    momentum = Hyperparameter(check_positive, allow_zero=True)
-    nesterov = Hyperparameter(check_bool)
-    weight_decay = Hyperparameter(check_positive, allow_zero=True)
-    dampening = Hyperparameter(check_positive, allow_zero=True)
+    lr = Hyperparameter(check_positive, help="learning rate, on the batch-mean loss")
+    momentum = Hyperparameter(check_positive, allow_zero=True, help="momentum factor (0: none)")
+    nesterov = Hyperparameter(check_bool, help="Nesterov momentum")
+    weight_decay = Hyperparameter(check_positive, allow_zero=True, help="L2 penalty added to the gradient")
+    dampening = Hyperparameter(check_positive, allow_zero=True, help="dampening of the momentum")
 
     def __init__(self, lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0, dampening=0.0):
         super().__init__()
@@ -183,10 +183,11 @@ class Adam(Optimizer):
     ``eps`` is added *after* the bias-corrected square root, as in PyTorch.
     """
 
-    lr = Hyperparameter(check_positive)
-    betas = Hyperparameter(check_pair, each=check_fraction)
-    eps = Hyperparameter(check_positive)
-    weight_decay = Hyperparameter(check_positive, allow_zero=True)
+    lr = Hyperparameter(check_positive, help="learning rate, on the batch-mean loss")
+    betas = Hyperparameter(check_pair, each=check_fraction,
+        help="decay rates of the gradient's first and second moments, e.g. 0.9,0.999")
+    eps = Hyperparameter(check_positive, help="added to the denominator, for stability")
+    weight_decay = Hyperparameter(check_positive, allow_zero=True, help="L2 penalty added to the gradient")
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__()
@@ -244,11 +245,11 @@ class RMSprop(Optimizer):
         else:             p <- p - lr * g / (sqrt(v) + eps)
     """
 
-    lr = Hyperparameter(check_positive)
-    alpha = Hyperparameter(check_fraction)
-    eps = Hyperparameter(check_positive)
-    momentum = Hyperparameter(check_positive, allow_zero=True)
-    weight_decay = Hyperparameter(check_positive, allow_zero=True)
+    lr = Hyperparameter(check_positive, help="learning rate, on the batch-mean loss")
+    alpha = Hyperparameter(check_fraction, help="decay rate of the squared gradient's average")
+    eps = Hyperparameter(check_positive, help="added to the denominator, for stability")
+    momentum = Hyperparameter(check_positive, allow_zero=True, help="momentum factor (0: none)")
+    weight_decay = Hyperparameter(check_positive, allow_zero=True, help="L2 penalty added to the gradient")
 
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=0.0):
         super().__init__()

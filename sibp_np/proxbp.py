@@ -79,12 +79,16 @@ class ProxBP(Method):
     With an optimizer, set ``eta = 1`` and give the reference ``lr`` to the optimizer.
     """
 
-    eta = Hyperparameter(check_positive)
-    lam = Hyperparameter(check_positive)
-    cg_steps = Hyperparameter(check_int, minimum=1)
-    linear_solve = Hyperparameter(check_choice, choices=("cg", "exact"))
-    optimizer = Hyperparameter(check_optimizer)
-    weight_form = Hyperparameter(check_choice, choices=("auto", "primal", "dual"))
+    eta = Hyperparameter(check_positive,
+        help="explicit step on the pre-activations (and the output layer's gradient step)")
+    lam = Hyperparameter(check_positive, help="proximal weight of the parameter update (1/tau_theta)")
+    cg_steps = Hyperparameter(check_int, minimum=1, help="linear-CG iterations per hidden layer")
+    linear_solve = Hyperparameter(check_choice, choices=("cg", "exact"),
+        help="the normal equations: by linear CG, or exactly (Cholesky)")
+    optimizer = Hyperparameter(check_optimizer,
+        help="applies the pseudo-gradients instead of a unit step")
+    weight_form = Hyperparameter(check_choice, choices=("auto", "primal", "dual"),
+        help="where the W solves run: primal, or in the row space of the inputs (dual); auto: fewer flops")
     renamed = {"solve": "linear_solve", "weight_solver": "weight_form"}
 
     def __init__(self, eta=1.0, lam=1.0, cg_steps=5, linear_solve="cg", optimizer=None, weight_form="auto",

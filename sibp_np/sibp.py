@@ -586,23 +586,38 @@ class SIBP(Method):
     other method's.
     """
 
-    eta = Hyperparameter(check_positive)
-    lam = Hyperparameter(check_positive)
-    cg_steps = Hyperparameter(check_int, minimum=1)
-    cg_variant = Hyperparameter(check_choice, choices=VARIANTS)
-    linear_solve = Hyperparameter(check_choice, choices=("ncg", "exact"))
-    weight_form = Hyperparameter(check_choice, choices=("auto", "primal", "dual"))
-    safeguard = Hyperparameter(check_optional_choice, choices=SAFEGUARDS)
-    trust_radius = Hyperparameter(check_positive)
-    prox_metric = Hyperparameter(check_optional_choice, choices=PROX_METRICS)
-    neuron_step = Hyperparameter(check_optional_choice, choices=("capped", "plain"))
-    control = Hyperparameter(check_choice, choices=("auto", "host", "device"))
-    device_trials = Hyperparameter(check_int, minimum=1)
-    cuda_graph = Hyperparameter(check_optional_bool)
-    compat = Hyperparameter(check_optional_choice, choices=("matlab",))
-    c1 = Hyperparameter(check_open_unit)
-    shrink = Hyperparameter(check_open_unit)
-    max_trials = Hyperparameter(check_int, minimum=1)
+    eta = Hyperparameter(check_positive, help="explicit step on the neurons, per sample (eqs. 6 and 9)")
+    lam = Hyperparameter(check_positive,
+        help="proximal weight of (7); 1/lam is the implicit step on the parameters")
+    cg_steps = Hyperparameter(check_int, minimum=1,
+        help="nonlinear-CG iterations per subproblem (the paper: 5)")
+    cg_variant = Hyperparameter(check_choice, choices=VARIANTS,
+        help="Fletcher-Reeves (the authors' choice) or Polak-Ribiere+")
+    linear_solve = Hyperparameter(check_choice, choices=("ncg", "exact"),
+        help="the linear output layer's ridge problems: by NCG, or exactly (Cholesky)")
+    weight_form = Hyperparameter(check_choice, choices=("auto", "primal", "dual"),
+        help="where the W solves run: primal, or in the row space of the inputs (dual); auto: fewer flops")
+    safeguard = Hyperparameter(check_optional_choice, choices=SAFEGUARDS,
+        help="a trust region around the current parameters, or none (the paper)")
+    trust_radius = Hyperparameter(check_positive,
+        help="kappa: the network's gain grows by at most e^kappa per step")
+    prox_metric = Hyperparameter(check_optional_choice, choices=PROX_METRICS,
+        help="the proximal term on the layer's outputs, or on the weights (the paper)")
+    neuron_step = Hyperparameter(check_optional_choice, choices=("capped", "plain"),
+        help="the hidden neurons' step: capped within the loss's Newton step, or eta (the paper)",
+        default_text="capped for squared errors, else plain")
+    control = Hyperparameter(check_choice, choices=("auto", "host", "device"),
+        help="where the inner solver decides: host, or device (no reads back)",
+        default_text="auto: device on a GPU, else host")
+    device_trials = Hyperparameter(check_int, minimum=1,
+        help="Armijo trial steps evaluated at once by the device path")
+    cuda_graph = Hyperparameter(check_optional_bool,
+        help="replay each step from a CUDA graph (control=device)", default_text="where capture works")
+    compat = Hyperparameter(check_optional_choice, choices=("matlab",),
+        help="matlab: the authors' inner solver (FR3.m/FR4.m), step for step", default_text="off")
+    c1 = Hyperparameter(check_open_unit, help="Armijo's sufficient-decrease constant")
+    shrink = Hyperparameter(check_open_unit, help="the line search's backtracking factor")
+    max_trials = Hyperparameter(check_int, minimum=1, help="trial steps before a line search gives up")
     renamed = {"weight_solver": "weight_form", "output_solve": "linear_solve"}
 
     def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", linear_solve="ncg",

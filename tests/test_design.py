@@ -268,15 +268,55 @@ def test_the_package_has_no_import_cycles():
     assert codestats.cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]  # it can see one
 
 
-def test_cli_options_come_from_the_registry():
+def test_cli_options_come_from_the_hyperparameter_objects(monkeypatch):
     from sibp_np.cli import build_parser, method_options
+    monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps at hyphens too
     sub = build_parser()._subparsers._group_actions[0].choices["train"]
-    text = sub.format_help()
+    text = " ".join(sub.format_help().split())
+    options = method_options()
     for name, cls in METHODS.items():
-        for param in cls.hyperparameter_names():
+        in_use = cls().hyperparameters()
+        for param, hp in cls.hyperparameter_objects().items():
             if param == "optimizer":  # an object: not a command-line value
-                assert param not in method_options()
+                assert param not in options
                 continue
             assert "--" + param.replace("_", "-") in text, (name, param)
-            assert f"{name}: {inspect.signature(cls.__init__).parameters[param].default!r}" in \
-                " ".join(text.split()), (name, param)
+            assert hp.help and " ".join(hp.help.split()) in text, (name, param)  # one help line each
+            shown = options[param]["defaults"][name]
+            assert shown == in_use[param] or (in_use[param] in (None, "auto") and shown == hp.default_text)
+            if "choices" in hp.options:
+                assert set(hp.options["choices"]) <= set(options[param]["choices"])
+    # the defaults a run resolves, not the None that the constructor stores
+    assert "--safeguard" in text and "(default: trust-region)" in text and "(default: output)" in text
+    for name in METHODS:  # within a method, no two options share a help text (as --c1/--shrink did)
+        helps = [o["helps"][name] for o in options.values() if name in o["helps"]]
+        assert len(set(helps)) == len(helps), name
+
+
+def test_renamed_hyperparameters_are_accepted_for_one_release_with_a_warning():
+    from sibp_np import SIBP, ProxBP
+    with pytest.warns(FutureWarning, match="'weight_solver' is renamed 'weight_form'"):
+        m = SIBP(weight_solver="dual")
+    assert m.weight_form == "dual" and "weight_solver" not in m.hyperparameters()
+    with pytest.warns(FutureWarning, match="'output_solve' is renamed 'linear_solve'"):
+        m.output_solve = "exact"
+    assert m.linear_solve == "exact"
+    with pytest.warns(FutureWarning, match="'solve' is renamed 'linear_solve'"):
+        assert ProxBP(solve="exact").linear_solve == "exact"
+    with pytest.warns(FutureWarning):
+        assert ProxBP().solve == "cg"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'lr'.*hyperparameters are"):
+        SIBP(lr=1.0)
+    with pytest.warns(FutureWarning, match="record_stats"):
+        assert SIBP(record_stats=True).record_stats is True
+    assert "record_stats" not in SIBP().hyperparameters()
+
+
+def test_cli_takes_the_renamed_options_with_a_warning():
+    from sibp_np.cli import build_parser, method_from_args
+    args = build_parser().parse_args(["train", "--weight-solver", "dual"])
+    with pytest.warns(FutureWarning, match="weight_form"):
+        assert method_from_args("sibp", args).weight_form == "dual"
+    args = build_parser().parse_args(["train", "--solve", "exact"])
+    with pytest.raises(ValueError, match="--solve does not apply to method 'sibp'"):
+        method_from_args("sibp", args)
