@@ -39,6 +39,25 @@ def atomic_path(path):
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def write_hdf5(path, format=None, format_version=None):
+    """The one writer of this package's HDF5 files: yields an ``h5py.File`` open on a temporary path
+    (:func:`atomic_path`); with ``format``, writes the header (``format``, ``format_version``,
+    ``sibp_np_version``) first; and on success stamps the SHA-256 of everything written
+    (:func:`hdf5_digest`, attribute ``sha256``) and moves the file into place."""
+    import h5py
+
+    from ._version import __version__
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        if format is not None:
+            f.attrs["format"] = format
+            f.attrs["format_version"] = format_version
+            f.attrs["sibp_np_version"] = __version__
+        yield f
+        f.flush()
+        f.attrs["sha256"] = hdf5_digest(f)
+
+
 def _writer_alive(pid):
     """Whether the process ``pid`` (the text between the dots of a temporary name) still runs here."""
     if not pid.isdigit():

@@ -144,6 +144,58 @@ def check_label_range(lo, hi, n_classes, name="y"):
                          f"(labels must lie in [0, {n_classes - 1}])")
 
 
+def check_layer_sizes(layer_sizes, dtype, memory_bytes=0):
+    """``layer_sizes`` as a tuple of at least two positive ints, whose parameters fit in
+    ``memory_bytes`` (when known) in ``dtype``."""
+    if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
+        raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
+    sizes = tuple(check_int(f"layer_sizes[{i}]", s) for i, s in enumerate(layer_sizes))
+    if len(sizes) < 2:
+        raise ValueError(f"layer_sizes needs at least 2 entries (inputs, outputs), got {layer_sizes!r}")
+    for i, s in enumerate(sizes):
+        if s < 1:
+            raise ValueError(f"layer_sizes[{i}] must be a positive width, got {s} in {layer_sizes!r}")
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    need = n_params * np.dtype(dtype).itemsize
+    if memory_bytes and need > memory_bytes:
+        raise ValueError(f"layer_sizes={list(sizes)} has {n_params:,} parameters: {need / 2**30:.1f} GiB "
+                         f"in {np.dtype(dtype).name}, more than this machine's "
+                         f"{memory_bytes / 2**30:.1f} GiB")
+    return sizes
+
+
+def check_init_std(init_std, dtype):
+    """A positive ``init_std`` whose draws (8 standard deviations) are still numbers in ``dtype``."""
+    init_std = check_positive("init_std", init_std)
+    with np.errstate(over="ignore"):
+        if not np.isfinite(np.dtype(dtype).type(8.0 * init_std)):
+            raise ValueError(f"init_std={init_std!r} overflows {np.dtype(dtype).name}: the initial weights "
+                             f"would be inf; choose a smaller init_std or dtype='float64'")
+    return init_std
+
+
+def check_Xy(X, y, n_features, n_outputs, regression, backend, dtype, names=("X", "y")):
+    """Checked ``X`` and targets on ``backend`` for a network with ``n_features`` inputs and
+    ``n_outputs`` outputs (classes): int64 labels ``(n_samples,)``, or for a ``regression``
+    ``(n_samples, n_outputs)`` reals of ``dtype``. The values of both are checked in one read from the
+    device. ``names`` are used in the messages."""
+    xp = backend.xp
+    X = check_X(X, n_features, backend, dtype, name=names[0], values=False)
+    if regression:
+        y = check_targets(y, X.shape[0], n_outputs, backend, dtype, name=names[1], values=False)
+        finite = backend.to_host(xp.stack([xp.isfinite(X).all(), xp.isfinite(y).all()]))
+    else:
+        y = check_y(y, X.shape[0], n_outputs, backend, name=names[1], values=False)
+        finite = backend.to_host(xp.stack([xp.isfinite(X).all().astype(xp.int64), y.min(), y.max()]))
+    if not finite[0]:
+        raise ValueError(f"{names[0]} contains NaN or inf")
+    if regression and not finite[1]:
+        raise ValueError(f"{names[1]} contains NaN or inf")
+    if not regression:
+        check_label_range(finite[1], finite[2], n_outputs, names[1])
+    return X, y
+
+
 def check_open_unit(name, value):
     """A real number in the open interval (0, 1)."""
     v = check_positive(name, value)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path, check_declared_size, open_hdf5
+from ._io import check_declared_size, open_hdf5, write_hdf5
 from ._io import hdf5_digest as digest
 from ._version import __version__
 from .history import History
 from .history import jsonable as _json
-from .persist import ModelFileError, check_params
+from .persist import ModelFileError, build_model, check_architecture, check_params
 
 FORMAT = "sibp_np-checkpoint"
 FORMAT_VERSION = 2  # 2: with a SHA-256 checksum and the list of method-state keys
@@ -43,12 +43,8 @@ def keyed(callbacks):
 def save_checkpoint(path, model, method, *, rng, epoch, iteration, history, callbacks=None):
     """Write a checkpoint to ``path`` atomically (see the module docstring), with its SHA-256.
     ``callbacks`` maps a name to a callback's ``(scalars, arrays)`` state (:meth:`Callback.state_dict`)."""
-    import h5py
     state = method.state_dict(model.backend)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["sibp_np_version"] = __version__
+    with write_hdf5(path, FORMAT, FORMAT_VERSION) as f:
         f.attrs["epoch"] = int(epoch)
         f.attrs["iteration"] = int(iteration)
         f.attrs["rng_state"] = json.dumps(rng.bit_generator.state, default=_json)
@@ -69,10 +65,21 @@ def save_checkpoint(path, model, method, *, rng, epoch, iteration, history, call
             c.attrs["scalars"] = json.dumps(cb_scalars, default=_json)
             for k, v in cb_arrays.items():
                 c.create_dataset(k, data=v)
-        f.flush()
-        f.attrs["sha256"] = digest(f)
 
 
+
+
+def model_from_checkpoint(cls, path, backend=None):
+    """The network of a training checkpoint. Its architecture is the one the run recorded; a checkpoint
+    from before sibp_np recorded it gives the initialisation as the paper's (it does not matter for
+    predictions)."""
+    ckpt = load_checkpoint(path)
+    config = ckpt["config"]
+    arch = config.get("architecture") or {
+        "layer_sizes": config.get("layer_sizes"), "activation": config.get("activation"),
+        "loss": config.get("loss"), "dtype": config.get("dtype"), "init": "normal", "init_std": 0.01}
+    arch = check_architecture(arch, path)
+    return build_model(cls, arch, check_params(ckpt["params"], arch, path), backend, path)
 
 
 def load_checkpoint(path):
@@ -162,12 +169,24 @@ MATCH_KEYS = ("layer_sizes", "activation", "dtype", "loss", "method", "hyperpara
 
 def check_compatible(ckpt, config, path):
     """Raise :class:`CheckpointError` naming the first configuration key that differs."""
-    saved = ckpt["config"]
+    saved = _current_names(ckpt["config"])
     now = json.loads(json.dumps(config, default=_json))
     for key in MATCH_KEYS + tuple(k for k in ("dataset", "split_seed") if k in saved or k in now):
         if saved.get(key) != now.get(key):
             raise CheckpointError(f"checkpoint {path} does not match this run: {key} is "
                                   f"{saved.get(key)!r} in the checkpoint but {now.get(key)!r} now")
+
+
+def _current_names(config):
+    """``config`` with its hyperparameters under their current names (a checkpoint written before a
+    rename, :attr:`Method.renamed`, still resumes; ``record_stats`` is no longer one)."""
+    from .methods import METHODS
+    cls = METHODS.get(config.get("method"))
+    hp = config.get("hyperparameters")
+    if cls is None or not isinstance(hp, dict):
+        return config
+    hp = {cls.renamed.get(k, k): v for k, v in hp.items() if k != "record_stats"}
+    return {**config, "hyperparameters": hp}
 
 
 def resume_run(run, path, verbose=0):
@@ -177,25 +196,8 @@ def resume_run(run, path, verbose=0):
     ckpt = load_checkpoint(path)
     check_compatible(ckpt, run.history.config, path)
     try:
-        run.model.set_params(ckpt["params"])
-        run.method.load_state_dict(ckpt["method_state"], run.model.backend)
-        if hasattr(run.method, "check_state"):
-            run.method.check_state(run.model)
-        run.rng.bit_generator.state = ckpt["rng_state"]
-        for key, c in keyed(run.callbacks):  # those with a past (EarlyStopping) go on from it
-            saved = ckpt["callbacks"].get(key)
-            if saved is not None:
-                if not isinstance(saved[0], dict):
-                    raise ValueError(f"the state of callback {type(c).__name__} is not an object")
-                c.load_state_dict(saved[0], saved[1], run)
+        run.restore(ckpt, History.from_dict(ckpt["history"]))
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"checkpoint {path} cannot be resumed: {exc}") from exc
-    old = History.from_dict(ckpt["history"])
-    run.history.records, run.history.diverged = old.records, old.diverged
-    run.epoch = ckpt["epoch"]
-    run.iteration = run.recorded_at = ckpt["iteration"]
-    run.seconds_before = run.history.last.get("elapsed_seconds") or 0.0
     if verbose:
         print(f"resumed from {path} after epoch {ckpt['epoch']} (iteration {run.iteration})")
-    if run.history.diverged is not None:
-        run.stop()

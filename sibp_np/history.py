@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path, write_text
+from ._io import write_hdf5, write_text
 from ._validation import check_output_path
 
 #: the keys of every record (plus ``epoch_float``, and ``grad_norm`` when the stationarity is asked for)
@@ -90,13 +90,9 @@ class History:
     # ------------------------------------------------------------------ HDF5
     def save_hdf5(self, path_or_group, name="history"):
         """Write the history into an HDF5 file (a path, written atomically) or an open ``h5py.Group``."""
-        import h5py
         if _is_path(path_or_group):
-            from ._io import hdf5_digest
-            with atomic_path(path_or_group) as tmp, h5py.File(tmp, "w") as f:
+            with write_hdf5(path_or_group) as f:  # a file of its own gets a checksum
                 self.save_hdf5(f, name)
-                f.flush()
-                f.attrs["sha256"] = hdf5_digest(f)  # a file of its own gets a checksum
             return
         g = path_or_group.require_group(name)
         for k in sorted({k for r in self.records for k in r}):

@@ -1,24 +1,20 @@
 """The fully connected network of the paper (eq. 1) and plain back propagation (eqs. 4-5)."""
-import math
 
 import numpy as np
 
+from . import metrics, persist
 from ._validation import (
     check_choice,
     check_dtype,
     check_finite_array,
-    check_int,
-    check_label_range,
-    check_output_path,
-    check_positive,
+    check_init_std,
+    check_layer_sizes,
     check_seed,
-    check_targets,
     check_X,
-    check_y,
+    check_Xy,
 )
 from .backend import get_backend
-from .functions import ACTIVATIONS, LOSSES, get_activation, get_loss, softmax
-from .persist import ModelFileError, check_architecture, check_params, read_model, save_model
+from .functions import get_activation, get_loss, softmax
 
 INITS = ("normal", "he", "xavier")
 
@@ -32,7 +28,7 @@ def _memory_bytes():
         return 0
 
 
-class MLP:
+class MLP(persist.Persistent):
     """Fully connected network ``G_{i+1} = F_i W_i^T + b_i``, ``F_{i+1} = sigma(G_{i+1})`` (eq. 1).
 
     The last layer is linear (``F_N = G_N``), as in the paper.
@@ -67,54 +63,26 @@ class MLP:
     def __init__(self, layer_sizes, activation="relu", init_std=0.01, seed=None, dtype="float32",
                  backend=None, init="normal", loss="cross_entropy"):
         self._configure(layer_sizes, activation, init_std, dtype, backend, init, loss)
-        sizes = self.layer_sizes
-        seed = check_seed("seed", seed)
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        W_init, b_init = [], []
-        for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-            if self.init == "normal":
-                W_init.append(rng.normal(0.0, self.init_std, size=(n_out, n_in)))
-                b_init.append(rng.normal(0.0, self.init_std, size=n_out))
-            else:
-                var = 2.0 / n_in if self.init == "he" else 2.0 / (n_in + n_out)
-                W_init.append(rng.normal(0.0, np.sqrt(var), size=(n_out, n_in)))
-                b_init.append(np.zeros(n_out))
-        self._store_params(W_init, b_init)
+        self._store_params(*initial_params(self.layer_sizes, self.init, self.init_std, seed))
 
     def _configure(self, layer_sizes, activation, init_std, dtype, backend, init, loss):
         """Validate and set everything but the parameters."""
-        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__len__"):
-            raise TypeError(f"layer_sizes must be a sequence of ints, got {layer_sizes!r}")
-        sizes = tuple(check_int(f"layer_sizes[{i}]", s) for i, s in enumerate(layer_sizes))
-        if len(sizes) < 2:
-            raise ValueError(f"layer_sizes needs at least 2 entries (inputs, outputs), got {layer_sizes!r}")
-        for i, s in enumerate(sizes):
-            if s < 1:
-                raise ValueError(f"layer_sizes[{i}] must be a positive width, got {s} in {layer_sizes!r}")
-        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-        need, have = n_params * np.dtype(check_dtype("dtype", dtype)).itemsize, _memory_bytes()
-        if have and need > have:
-            raise ValueError(f"layer_sizes={list(sizes)} has {n_params:,} parameters: {need / 2**30:.1f} GiB "
-                             f"in {np.dtype(dtype).name}, more than this machine's {have / 2**30:.1f} GiB")
-        self.layer_sizes = sizes
+        self.dtype = check_dtype("dtype", dtype)
+        self.layer_sizes = check_layer_sizes(layer_sizes, self.dtype, _memory_bytes())
         self.activation = get_activation(activation)
         if self.activation.name == "identity":
             raise ValueError("activation='identity' makes the network linear; use relu, sigmoid or tanh")
         self.output_activation = get_activation("identity")
         self.loss = get_loss(loss)
-        self.dtype = check_dtype("dtype", dtype)
         self.init = check_choice("init", init, INITS)
-        self.init_std = check_positive("init_std", init_std)
-        with np.errstate(over="ignore"):  # a draw of 8 standard deviations must still be a number
-            if not np.isfinite(self.dtype.type(8.0 * self.init_std)):
-                raise ValueError(f"init_std={init_std!r} overflows {self.dtype.name}: the initial weights "
-                                 f"would be inf; choose a smaller init_std or dtype='float64'")
+        self.init_std = check_init_std(init_std, self.dtype)
         self.backend = get_backend(backend)
 
-    def _store_params(self, W_list, b_list):
-        """Put host arrays on the backend as the parameters (their shapes already checked)."""
+    def _store_params(self, W_list, b_list, check=True):
+        """Put host arrays on the backend as the parameters (their shapes already checked; their values
+        too unless ``check``)."""
         sizes = self.layer_sizes
-        for name, arrays in (("W", W_list), ("b", b_list)):
+        for name, arrays in ((("W", W_list), ("b", b_list)) if check else ()):
             for i, a in enumerate(arrays):
                 with np.errstate(over="ignore"):
                     if not np.isfinite(np.asarray(a, dtype=self.dtype)).all():
@@ -155,10 +123,7 @@ class MLP:
 
     def params(self):
         """``[W_1, b_1, W_2, b_2, ...]``: the arrays that the update rules change in place."""
-        out = []
-        for W, b in zip(self._W, self._b):
-            out += [W, b]
-        return out
+        return [p for W, b in zip(self._W, self._b) for p in (W, b)]
 
     def activation_of(self, i):
         """``sigma`` after layer ``i`` (0-based): the hidden activation, or identity for the last."""
@@ -171,12 +136,9 @@ class MLP:
             yield W, b, self.activation_of(i)
 
     def params_finite(self):
-        """Whether every parameter is finite (fit checks it after every step).
-
-        ``||p||^2`` (a BLAS dot product, 5x cheaper here than a float64 sum) is finite when every entry
-        is; NaN and inf propagate through it. Only when it is not finite, which a finite ``p`` with
-        entries beyond ``1e19`` can also give, is ``isfinite`` checked entry by entry.
-        """
+        """Whether every parameter is finite (fit checks it after every step): ``||p||^2``, one BLAS dot
+        product, is finite when every entry is; only when it is not (also for entries beyond 1e19) are
+        the entries checked one by one."""
         xp = self.xp
         norms = xp.stack([xp.vdot(p.ravel(), p.ravel()) for p in self.params()])
         if self.backend.to_bool(xp.isfinite(norms).all()):
@@ -192,26 +154,11 @@ class MLP:
         return check_X(X, self.n_features, self.backend, self.dtype, name=name)
 
     def check_Xy(self, X, y, names=("X", "y")):
-        """Checked ``X`` and targets on the backend: int64 labels ``(n_samples,)`` for classification,
-        ``(n_samples, n_outputs)`` reals of the model's dtype for regression. ``names`` are used in the
-        messages (e.g. ``("X_val", "y_val")``)."""
-        be, xp = self.backend, self.xp
-        X = check_X(X, self.n_features, be, self.dtype, name=names[0], values=False)
-        # the values of both are checked in one read from the device
-        if self.task == "regression":
-            y = check_targets(y, X.shape[0], self.n_outputs, be, self.dtype, name=names[1], values=False)
-            finite = be.to_host(xp.stack([xp.isfinite(X).all(), xp.isfinite(y).all()]))
-        else:
-            y = check_y(y, X.shape[0], self.n_classes, be, name=names[1], values=False)
-            finite = be.to_host(xp.stack([xp.isfinite(X).all().astype(xp.int64), y.min(), y.max()]))
-        if not finite[0]:
-            raise ValueError(f"{names[0]} contains NaN or inf")
-        if self.task == "regression":
-            if not finite[1]:
-                raise ValueError(f"{names[1]} contains NaN or inf")
-        else:
-            check_label_range(finite[1], finite[2], self.n_classes, names[1])
-        return X, y
+        """Checked ``X`` and targets on the backend (:func:`sibp_np._validation.check_Xy`): int64 labels
+        ``(n_samples,)`` for classification, ``(n_samples, n_outputs)`` reals of the model's dtype for a
+        regression. ``names`` are used in the messages (e.g. ``("X_val", "y_val")``)."""
+        return check_Xy(X, y, self.n_features, self.n_outputs, self.task == "regression", self.backend,
+                        self.dtype, names)
 
     # ------------------------------------------------------------------ forward / backward
     def _propagate(self, X, keep):
@@ -230,37 +177,17 @@ class MLP:
         return (G, F) if keep else A
 
     def forward_cache(self, X):
-        """Forward pass (eq. 1) keeping every layer.
-
-        Parameters
-        ----------
-        X : array, shape (n_samples, n_features), already on the backend and of the model's dtype.
-
-        Returns
-        -------
-        G : list of arrays
-            ``G[i+1]`` has shape ``(n_samples, layer_sizes[i+1])``; ``G[0]`` is None.
-        F : list of arrays
-            ``F[0] = X`` and ``F[i+1] = sigma(G[i+1])``; ``F[-1] = G[-1]`` are the logits.
-        """
+        """Forward pass (eq. 1) keeping every layer, on a checked ``X`` (n_samples, n_features).
+        Returns lists ``G, F`` indexed from 0: ``F[0] = X`` (the paper's ``F_1``), ``G[i+1]`` of shape
+        ``(n_samples, layer_sizes[i+1])`` (``G_{i+2}``; ``G[0]`` is None), ``F[i+1] = sigma(G[i+1])``,
+        and ``F[-1] = G[-1]`` the logits."""
         return self._propagate(X, keep=True)
 
     def backward(self, G, F, delta_N):
-        """Back propagation, eqs. (4)-(5).
-
-        Parameters
-        ----------
-        G, F : lists from :meth:`forward_cache`.
-        delta_N : array, shape (n_samples, n_classes)
-            ``dJ/dF_N``.
-
-        Returns
-        -------
-        grads : list of arrays
-            ``[dJ/dW_1, dJ/db_1, ...]`` in the order of :meth:`params`, where
-            ``dJ/dW_i = (sigma'(G_{i+1}) * delta_{i+1})^T F_i`` (eq. 5) and
-            ``delta_i = (sigma'(G_{i+1}) * delta_{i+1}) W_i`` (eq. 4).
-        """
+        """Back propagation, eqs. (4)-(5), from :meth:`forward_cache`'s ``G, F`` and ``delta_N = dJ/dF_N``
+        (n_samples, n_classes). Returns ``[dJ/dW_1, dJ/db_1, ...]`` in the order of :meth:`params`:
+        ``dJ/dW_i = (sigma'(G_{i+1}) * delta_{i+1})^T F_i`` (eq. 5), with
+        ``delta_i = (sigma'(G_{i+1}) * delta_{i+1}) W_i`` (eq. 4)."""
         grads = [None] * (2 * self.n_layers)
         delta = delta_N
         for i in range(self.n_layers - 1, -1, -1):
@@ -278,21 +205,14 @@ class MLP:
         return loss, self.backward(G, F, delta)
 
     def gradient_norm(self, X, y, chunk=4096):
-        """``||dJ/dtheta||`` of the batch-mean loss on all of ``(X, y)`` (Proposition 1's stationarity),
-        accumulated ``chunk`` rows at a time."""
-        X, y = self.check_Xy(X, y)
-        n = X.shape[0]
-        total = None
-        for s in range(0, n, chunk):
-            G, F = self.forward_cache(X[s:s + chunk])
-            g = self.backward(G, F, self.loss.sample_grad(F[-1], y[s:s + chunk]) / F[-1].dtype.type(n))
-            total = g if total is None else [a + b for a, b in zip(total, g)]
-        return math.sqrt(sum(self.backend.to_float(self.xp.vdot(a.ravel(), a.ravel())) for a in total))
+        """``||dJ/dtheta||`` on all of ``(X, y)``: :func:`sibp_np.metrics.gradient_norm`."""
+        return metrics.gradient_norm(self, X, y, chunk)
 
-    def forward(self, X):
-        """Logits ``F_N``, shape (n_samples, n_classes), on the model's backend."""
-        X = self.check_X(X)
-        return self._chunks(X, lambda F: F)
+    def forward(self, X, check=True, chunk=4096):
+        """Logits ``F_N``, shape (n_samples, n_classes), on the model's backend, ``chunk`` rows per
+        pass (``check=False``: ``X`` is already checked, on the backend and of the model's dtype)."""
+        X = self.check_X(X) if check else X
+        return self._chunks(X, lambda F: F, chunk)
 
     def _chunks(self, X, fn, chunk=4096):
         parts = [fn(self._propagate(X[s:s + chunk], keep=False)) for s in range(0, X.shape[0], chunk)]
@@ -305,7 +225,7 @@ class MLP:
                             f"use predict")
         X = self.check_X(X)
         P = self.backend.to_host(self._chunks(X, softmax))
-        _warn_nonfinite(P, "predict_proba")
+        metrics.warn_nonfinite(P, "predict_proba")
         return P
 
     def predict(self, X):
@@ -315,63 +235,22 @@ class MLP:
         logits = self._chunks(X, lambda F: F)
         if self.task == "regression":
             out = self.backend.to_host(logits)
-            _warn_nonfinite(out, "predict")
+            metrics.warn_nonfinite(out, "predict")
             return out
         if not self.backend.to_bool(self.xp.isfinite(logits).all()):
-            _warn_nonfinite(np.array([np.nan]), "predict")
+            metrics.warn_nonfinite(np.array([np.nan]), "predict")
         return self.backend.to_host(logits.argmax(axis=1)).astype(np.int64)
 
     def evaluate(self, X, y, chunk=4096, warn=True):
-        """Mean loss and score on ``(X, y)``: the accuracy for classification, R^2 for a regression.
-
-        Parameters
-        ----------
-        X : array, shape (n_samples, n_features)
-        y : array, shape (n_samples,) labels, or (n_samples, n_outputs) regression targets
-        chunk : int
-            Rows per forward pass (bounds the memory of the activations).
-        warn : bool
-            Warn (``RuntimeWarning``) when the loss is not finite.
-
-        Returns
-        -------
-        loss, score : float, float
-        """
-        m = self.metrics(X, y, chunk=chunk, warn=warn)
+        """``(loss, score)`` on ``(X, y)``: the mean loss, and the accuracy for classification or R^2
+        for a regression (:func:`sibp_np.metrics.metrics`; ``chunk`` rows per forward pass, a
+        ``RuntimeWarning`` when ``warn`` and the loss is not finite)."""
+        m = metrics.metrics(self, X, y, chunk=chunk, warn=warn)
         return m["loss"], m["r2"] if self.task == "regression" else m["acc"]
 
     def metrics(self, X, y, chunk=4096, warn=True):
-        """``{"loss", "acc"}`` for classification, ``{"loss", "mse", "r2"}`` for a regression, on
-        ``(X, y)``, computed ``chunk`` rows at a time. ``mse`` is the mean of ``(F_N - Y)^2`` over all
-        entries; ``r2`` is the coefficient of determination averaged over the outputs, as
-        ``sklearn.metrics.r2_score`` computes them (an output with constant targets scores 1 when fitted
-        exactly, else 0)."""
-        X, y = self.check_Xy(X, y)
-        chunk = check_int("chunk", chunk, minimum=1)
-        n, xp = X.shape[0], self.xp
-        total_loss, correct, ss_res = 0.0, 0, 0.0
-        for s in range(0, n, chunk):
-            F_N, ys = self._propagate(X[s:s + chunk], keep=False), y[s:s + chunk]
-            total_loss += self.loss.value(F_N, ys) * F_N.shape[0]
-            if self.task == "regression":
-                ss_res = ss_res + ((F_N - ys) ** 2).sum(axis=0, dtype=xp.float64)
-            else:
-                correct += int(self.backend.to_float((F_N.argmax(axis=1) == ys).sum()))
-        out = {"loss": total_loss / n}
-        if warn and not np.isfinite(out["loss"]):
-            _warn_nonfinite(np.array([out["loss"]]), "evaluate")
-        if self.task != "regression":
-            out["acc"] = correct / n
-            return out
-        ss_res = self.backend.to_host(ss_res)
-        yc = y - y.mean(axis=0, dtype=xp.float64)
-        ss_tot = self.backend.to_host((yc * yc).sum(axis=0))
-        exact = ss_res == 0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), np.where(exact, 1.0, 0.0))
-        out["mse"] = float(ss_res.sum()) / y.size  # host arrays by now
-        out["r2"] = float(r2.mean())
-        return out
+        """``{"loss", "acc"}`` or ``{"loss", "mse", "r2"}`` on ``(X, y)``: :func:`sibp_np.metrics.metrics`."""
+        return metrics.metrics(self, X, y, chunk=chunk, warn=warn)
 
     # ------------------------------------------------------------------ state
     def get_params(self):
@@ -391,92 +270,29 @@ class MLP:
             self.weights[i] = params[f"W{i}"]
             self.biases[i] = params[f"b{i}"]
 
-    # ------------------------------------------------------------------ persistence
-    def architecture(self):
-        """What :meth:`save` writes besides the parameters: layer sizes, activation, loss, dtype, init."""
-        for part, obj in (("activation", self.activation), ("loss", self.loss)):
-            registry = ACTIVATIONS if part == "activation" else LOSSES
-            if registry.get(obj.name) is not type(obj):
-                raise TypeError(f"{part} {obj!r} is not a registered name: a model file can only name it")
-        return {"layer_sizes": list(self.layer_sizes), "activation": self.activation.name,
-                "loss": self.loss.name, "dtype": self.dtype.name, "init": self.init,
-                "init_std": self.init_std}
-
-    def save(self, path):
-        """Write the network to one HDF5 file (atomically): architecture, parameters, package version.
-        :meth:`load` reads it back, and the loaded model's predictions are bitwise the same."""
-        path = check_output_path("path", path, (".h5", ".hdf5"))
-        save_model({"architecture": self.architecture(), "params": self.get_params()}, path)
-
-    @classmethod
-    def load(cls, path, backend=None):
-        """The network saved in ``path`` by :meth:`save`, on ``backend`` (default: the current one).
-
-        Raises ``FileNotFoundError``, or :class:`~sibp_np.persist.ModelFileError` naming what is wrong
-        with the file (not HDF5, not a model, damaged, parameters that do not fit the architecture)."""
-        state = read_model(path)
-        return cls._from_state(state["architecture"], state["params"], backend, path)
-
     @classmethod
     def from_checkpoint(cls, path, backend=None):
         """The network of a training checkpoint (:mod:`sibp_np.checkpoint`), e.g. to predict with it."""
-        from .checkpoint import load_checkpoint
-        ckpt = load_checkpoint(path)
-        config = ckpt["config"]
-        arch = {"layer_sizes": config.get("layer_sizes"), "activation": config.get("activation"),
-                "loss": config.get("loss"), "dtype": config.get("dtype"), "init": "normal",
-                "init_std": 0.01}
-        arch = check_architecture(arch, path)
-        return cls._from_state(arch, check_params(ckpt["params"], arch, path), backend, path)
+        from .checkpoint import model_from_checkpoint
+        return model_from_checkpoint(cls, path, backend)
 
-    @classmethod
-    def _from_state(cls, arch, params, backend, source):
-        model = cls.__new__(cls)
-        try:
-            model._configure(arch["layer_sizes"], arch["activation"], arch["init_std"], arch["dtype"],
-                             backend, arch["init"], arch["loss"])
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{source}: invalid architecture: {exc}") from exc
-        sizes = model.layer_sizes
-        model._store_params([params[f"W{i}"] for i in range(len(sizes) - 1)],
-                            [params[f"b{i}"] for i in range(len(sizes) - 1)])
-        return model
 
-    def __getstate__(self):
-        # the backend holds a module: it travels by name, and the arrays as host copies
-        return {"activation": self.activation, "loss": self.loss, "layer_sizes": list(self.layer_sizes),
-                "dtype": self.dtype.name, "init": self.init, "init_std": self.init_std,
-                "backend": self.backend.name, "params": self.get_params()}
-
-    def __setstate__(self, state):
-        self._configure(state["layer_sizes"], state["activation"], state["init_std"], state["dtype"],
-                        state["backend"], state["init"], state["loss"])
-        n = len(self.layer_sizes) - 1
-        self._store_params([state["params"][f"W{i}"] for i in range(n)],
-                           [state["params"][f"b{i}"] for i in range(n)])
-
-    def astype(self, dtype):
-        """The network with its parameters converted to ``dtype`` (a copy), or ``self`` when it already
-        has that dtype. E.g. ``model.astype("float64").predict(X)`` predicts a float32 network in float64."""
-        dtype = check_dtype("dtype", dtype)
-        if dtype == self.dtype:
-            return self
-        state = self.__getstate__()
-        state["dtype"] = dtype.name
-        new = type(self).__new__(type(self))
-        new.__setstate__(state)
-        return new
-
-    def copy(self):
-        """An independent copy on the same backend."""
-        new = object.__new__(MLP)
-        new.__dict__.update(self.__dict__)
-        new._W = [W.copy() for W in self._W]
-        new._b = [b.copy() for b in self._b]
-        sizes = self.layer_sizes
-        new.weights = _ParamList(new, new._W, "weights", lambda i: (sizes[i + 1], sizes[i]))
-        new.biases = _ParamList(new, new._b, "biases", lambda i: (sizes[i + 1],))
-        return new
+def initial_params(layer_sizes, init, init_std, seed):
+    """Host arrays ``(W_list, b_list)`` drawn from ``seed`` (an int, None or a NumPy ``Generator``):
+    ``init="normal"``, the paper's ``N(0, init_std^2)`` for weights and biases; ``"he"``/``"xavier"``,
+    ``N(0, 2/n_in)``/``N(0, 2/(n_in + n_out))`` weights and zero biases."""
+    seed = check_seed("seed", seed)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    W_init, b_init = [], []
+    for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]):
+        if init == "normal":
+            W_init.append(rng.normal(0.0, init_std, size=(n_out, n_in)))
+            b_init.append(rng.normal(0.0, init_std, size=n_out))
+        else:
+            var = 2.0 / n_in if init == "he" else 2.0 / (n_in + n_out)
+            W_init.append(rng.normal(0.0, np.sqrt(var), size=(n_out, n_in)))
+            b_init.append(np.zeros(n_out))
+    return W_init, b_init
 
 
 class _ParamList:
@@ -505,10 +321,3 @@ class _ParamList:
 
     def __repr__(self):
         return f"[{', '.join(f'array{tuple(a.shape)}' for a in self._store)}]"
-
-
-def _warn_nonfinite(arr, where):
-    if not np.isfinite(np.asarray(arr)).all():
-        import warnings
-        warnings.warn(f"{where}: the model's output is not finite (diverged parameters?)",
-                      RuntimeWarning, stacklevel=3)

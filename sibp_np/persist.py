@@ -10,30 +10,113 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path, check_declared_size, hdf5_digest, open_hdf5
+from ._io import check_declared_size, hdf5_digest, open_hdf5, write_hdf5
+from ._validation import check_dtype, check_output_path
 from ._version import __version__
+from .functions import ACTIVATIONS, LOSSES
 
 FORMAT = "sibp_np-model"
 FORMAT_VERSION = 2  # 2: with a SHA-256 checksum (version 1 files, without one, still load)
 ARCHITECTURE_KEYS = ("layer_sizes", "activation", "loss", "dtype", "init", "init_std")
 
 
+class Persistent:
+    """What :class:`sibp_np.MLP` is besides the network: its model files, pickling, copies and dtype
+    conversions, which all rebuild a network by one path (:meth:`__setstate__`). A subclass keeps its
+    class through every one of them."""
+
+    def architecture(self):
+        """What :meth:`save` writes besides the parameters (`architecture`)."""
+        return architecture(self)
+
+    def save(self, path):
+        """Write the network to one HDF5 file, atomically (`save_model`);
+        :meth:`load` reads it back, and the loaded model's predictions are bitwise the same."""
+        save_model(self, check_output_path("path", path, (".h5", ".hdf5")))
+
+    @classmethod
+    def load(cls, path, backend=None):
+        """The network saved in ``path`` by :meth:`save`, on ``backend`` (default: the current one).
+        Raises ``FileNotFoundError``, or :class:`~sibp_np.persist.ModelFileError` naming what is wrong."""
+        return load_model(cls, path, backend)
+
+    def __getstate__(self):
+        # the backend holds a module: it travels by name, and the arrays as host copies
+        return self._state(self.get_params())
+
+    def _state(self, params):
+        return {"activation": self.activation, "loss": self.loss, "layer_sizes": list(self.layer_sizes),
+                "dtype": self.dtype.name, "init": self.init, "init_std": self.init_std,
+                "backend": self.backend.name, "params": params}
+
+    def __setstate__(self, state):
+        """The one rebuild path: unpickling, :meth:`copy`, :meth:`astype` and the file loaders."""
+        self._configure(state["layer_sizes"], state["activation"], state["init_std"], state["dtype"],
+                        state["backend"], state["init"], state["loss"])
+        n = len(self.layer_sizes) - 1
+        self._store_params([state["params"][f"W{i}"] for i in range(n)],
+                           [state["params"][f"b{i}"] for i in range(n)], check=state.get("check", True))
+
+    @classmethod
+    def from_state(cls, state):
+        """A network of this class from a :meth:`__getstate__` dictionary."""
+        model = cls.__new__(cls)
+        model.__setstate__(state)
+        return model
+
+    def astype(self, dtype):
+        """The network with its parameters converted to ``dtype`` (a copy), or ``self`` when it already
+        has that dtype. E.g. ``model.astype("float64").predict(X)`` predicts a float32 network in float64."""
+        dtype = check_dtype("dtype", dtype)
+        return self if dtype == self.dtype else self.from_state({**self.__getstate__(), "dtype": dtype.name})
+
+    def copy(self):
+        """An independent copy (of the same class, on the same backend; diverged parameters too)."""
+        params = {f"{k}{i}": a.copy() for k, arrays in (("W", self._W), ("b", self._b))
+                  for i, a in enumerate(arrays)}  # copied where they are: no trip to the host
+        return self.from_state({**self._state(params), "backend": self.backend, "check": False})
+
+
 class ModelFileError(ValueError):
     """A model file that cannot be read, or whose contents do not describe a valid network."""
 
 
-def save_model(state, path):
-    """Write ``state`` (``architecture`` dict and ``params`` dict of host arrays) to ``path``."""
-    import h5py
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["sibp_np_version"] = __version__
-        f.attrs["architecture"] = json.dumps(state["architecture"])
+def architecture(model):
+    """``{"layer_sizes", "activation", "loss", "dtype", "init", "init_std"}`` of ``model``: what a model
+    file holds besides the parameters. A ``TypeError`` when the activation or loss is not a registered
+    name (a file can only name them)."""
+    for part, obj in (("activation", model.activation), ("loss", model.loss)):
+        registry = ACTIVATIONS if part == "activation" else LOSSES
+        if registry.get(obj.name) is not type(obj):
+            raise TypeError(f"{part} {obj!r} is not a registered name: a model file can only name it")
+    return {"layer_sizes": list(model.layer_sizes), "activation": model.activation.name,
+            "loss": model.loss.name, "dtype": model.dtype.name, "init": model.init,
+            "init_std": model.init_std}
+
+
+def save_model(model, path):
+    """Write ``model``'s architecture and parameters to ``path`` (atomically, with a checksum)."""
+    arch = architecture(model)
+    with write_hdf5(path, FORMAT, FORMAT_VERSION) as f:
+        f.attrs["architecture"] = json.dumps(arch)
         g = f.create_group("params")
-        for k, v in state["params"].items():
+        for k, v in model.get_params().items():
             g.create_dataset(k, data=v)
-        f.attrs["sha256"] = hdf5_digest(f)
+
+
+def load_model(cls, path, backend=None):
+    """The network of class ``cls`` saved in ``path`` by :func:`save_model`, on ``backend``."""
+    state = read_model(path)
+    return build_model(cls, state["architecture"], state["params"], backend, path)
+
+
+def build_model(cls, arch, params, backend, source):
+    """A network of class ``cls`` from a checked architecture and parameters; ``source`` names the file
+    in a :class:`ModelFileError`."""
+    try:
+        return cls.from_state({**arch, "backend": backend, "params": params})
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{source}: invalid architecture: {exc}") from exc
 
 
 def read_model(path):

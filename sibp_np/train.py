@@ -11,7 +11,7 @@ import numpy as np
 from . import callbacks as cb
 from ._validation import check_int, check_seed
 from .callbacks import TrainingDiverged
-from .checkpoint import resume_run
+from .checkpoint import keyed, resume_run
 from .environment import environment
 from .history import METRICS, History
 from .methods import Method
@@ -21,7 +21,16 @@ __all__ = ["fit", "Run", "History", "METRICS", "TrainingDiverged"]
 
 #: what fit records in ``History.config`` itself (``config=`` may add keys, not change these)
 RECORDED = ("layer_sizes", "activation", "dtype", "backend", "loss", "method", "hyperparameters",
-            "batch_size", "shuffle", "seed", "n_train", "train_eval_size")
+            "batch_size", "shuffle", "seed", "n_train", "train_eval_size", "architecture")
+
+
+def _architecture(model):
+    """``model.architecture()`` (what a checkpoint rebuilds the network from), or None for a network
+    with an unregistered activation or loss, which no file can name."""
+    try:
+        return model.architecture()
+    except TypeError:
+        return None
 
 
 class Run:
@@ -87,7 +96,8 @@ class Run:
             "method": getattr(method, "name", type(method).__name__),
             "hyperparameters": method.hyperparameters() if hasattr(method, "hyperparameters") else {},
             "batch_size": self.batch_size, "shuffle": shuffle, "seed": seed, "n_train": n,
-            "train_eval_size": train_eval_size, **(config or {})}, environment())
+            "train_eval_size": train_eval_size, "architecture": _architecture(model), **(config or {})},
+            environment())
         self.n_batches = -(-n // self.batch_size)
         self.epoch, self.iteration, self.stopped = 0, 0, False
         self.batch_losses, self.epoch_seconds, self.seconds_before = [], 0.0, 0.0
@@ -100,6 +110,29 @@ class Run:
     def stop(self):
         """Ask the loop to return the history once the current callbacks have run."""
         self.stopped = True
+
+    def restore(self, ckpt, history):
+        """Go on from a checkpoint (:func:`sibp_np.checkpoint.load_checkpoint`'s dict) and its
+        :class:`History`: the parameters, the method's state, the shuffling state, the callbacks' state,
+        the history, the epoch and iteration. A run whose history ended in divergence is restored as
+        stopped. Bad contents raise ``ValueError``/``TypeError``/``KeyError``."""
+        self.model.set_params(ckpt["params"])
+        self.method.load_state_dict(ckpt["method_state"], self.model.backend)
+        if hasattr(self.method, "check_state"):
+            self.method.check_state(self.model)
+        self.rng.bit_generator.state = ckpt["rng_state"]
+        for key, c in keyed(self.callbacks):  # those with a past (EarlyStopping) go on from it
+            saved = ckpt["callbacks"].get(key)
+            if saved is not None:
+                if not isinstance(saved[0], dict):
+                    raise ValueError(f"the state of callback {type(c).__name__} is not an object")
+                c.load_state_dict(saved[0], saved[1], self)
+        self.history.records, self.history.diverged = history.records, history.diverged
+        self.epoch = ckpt["epoch"]
+        self.iteration = self.recorded_at = ckpt["iteration"]
+        self.seconds_before = self.history.last.get("elapsed_seconds") or 0.0
+        if self.history.diverged is not None:
+            self.stop()
 
     def notify(self, hook, *args):
         for callback in self.callbacks:

@@ -130,3 +130,16 @@ def test_a_resumed_run_with_early_stopping_stops_where_the_unbroken_one_does(tmp
     assert h_resumed.summary["early_stopping"] == h_straight.summary["early_stopping"]
     for a, b in zip(straight.params(), resumed.params()):  # the same best weights restored
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_checkpoint_written_under_the_old_names_still_matches():
+    from sibp_np.checkpoint import check_compatible
+    from sibp_np.methods import METHODS
+    now = {"method": "sibp", "hyperparameters": METHODS["sibp"]().hyperparameters(), "layer_sizes": [2, 3]}
+    old = dict(now["hyperparameters"])
+    old["weight_solver"], old["output_solve"] = old.pop("weight_form"), old.pop("linear_solve")
+    old["record_stats"] = False
+    check_compatible({"config": {**now, "hyperparameters": old}}, now, "c.h5")  # no error
+    old["weight_solver"] = "dual"  # a real difference is still one, under its current name
+    with pytest.raises(CheckpointError, match="hyperparameters"):
+        check_compatible({"config": {**now, "hyperparameters": old}}, now, "c.h5")

@@ -42,6 +42,31 @@ def test_from_checkpoint_gives_the_trained_network(tmp_path):
     np.testing.assert_array_equal(back.predict_proba(X), model.predict_proba(X))
 
 
+def test_from_checkpoint_keeps_the_recorded_architecture(tmp_path):
+    # the run records model.architecture(): nothing is invented (init, init_std)
+    model = MLP([5, 7, 3], init="he", init_std=0.3, seed=0, dtype="float64")
+    X, y = np.random.default_rng(0).normal(size=(20, 5)), np.arange(20) % 3
+    fit(model, SIBP(), X, y, epochs=1, batch_size=10, verbose=0, checkpoint=tmp_path / "c.h5")
+    assert MLP.from_checkpoint(tmp_path / "c.h5").architecture() == model.architecture()
+
+
+class Wide(MLP):
+    """A subclass (at module level, so that pickle can find it)."""
+
+
+def test_copy_pickle_astype_and_files_keep_a_subclass(tmp_path):
+    model, X, _ = small_problem()
+    model = Wide.from_state(model.__getstate__())
+    model.save(tmp_path / "w.h5")
+    for other in (model.copy(), pickle.loads(pickle.dumps(model)), model.astype("float64"),
+                  Wide.load(tmp_path / "w.h5")):
+        assert type(other) is Wide
+        np.testing.assert_allclose(other.predict_proba(X), model.predict_proba(X), rtol=1e-5)
+    diverged = model.copy()
+    diverged.params()[0][0, 0] = np.nan  # a copy carries a diverged network as it is
+    assert not diverged.copy().params_finite()
+
+
 def test_astype_predicts_in_another_precision():
     model, X, _ = small_problem(dtype="float32")
     wide = model.astype("float64")

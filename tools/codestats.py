@@ -2,6 +2,7 @@
 
     python tools/codestats.py            # sibp_np/
     python tools/codestats.py --top 10
+    python tools/codestats.py OTHER/sibp_np   # e.g. an older checkout, for before and after
 
 A function's length is its line count from ``def`` to its last line; the second figure leaves out its
 docstring. An import
@@ -36,6 +37,23 @@ def functions(root):
                     visit(child, f"{prefix}{child.name}.", rel)
         visit(tree, "")
     return sorted(out, reverse=True)
+
+
+def classes(root):
+    """``(lines, methods, "module:qualname")`` for every class under ``root``."""
+    out = []
+    for path in sorted(Path(root).rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        rel = path.relative_to(Path(root).parent).with_suffix("").as_posix().replace("/", ".")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                methods = sum(isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef)) for c in node.body)
+                out.append((node.end_lineno - node.lineno + 1, methods, f"{rel}:{node.name}"))
+    return sorted(out, reverse=True)
+
+
+#: the figures a design review watches: the network class and SIBP's step (the step and Algorithm 1)
+WATCHED = ("sibp_np.model:MLP", "sibp_np.sibp:SIBP.step", "sibp_np.sibp:SIBP._algorithm1")
 
 
 def import_graph(root):
@@ -116,6 +134,17 @@ def main(argv=None):
     print(f"longest functions in {Path(a.root).name}/:")
     for n, code, name in functions(a.root)[:a.top]:
         print(f"  {n:4d} lines ({code:3d} without the docstring)  {name}")
+    print(f"largest classes in {Path(a.root).name}/:")
+    for n, methods, name in classes(a.root)[:a.top]:
+        print(f"  {n:4d} lines, {methods:2d} methods  {name}")
+    sizes = {name: (n, code) for n, code, name in functions(a.root)}
+    sizes.update({name: (n, None) for n, _, name in classes(a.root)})
+    print("watched:")
+    for name in WATCHED:
+        n, code = sizes.get(name, (None, None))
+        what = "absent" if n is None else f"{n} lines"
+        what += "" if code is None else f" ({code} without the docstring)"
+        print(f"  {name}: {what}")
     found = cycles(import_graph(a.root))
     print(f"import cycles between modules: {len(found)}")
     for comp in found:
