@@ -21,10 +21,107 @@ One step on a minibatch, with the **batch-mean** loss as in the reference code:
 (``theta <- theta^k - Delta``); with ``optimizer=SGD(...)`` or ``Adam(...)`` it is handed to that
 optimizer in place of a gradient, for every layer, the output layer's ``eta * dL/dtheta`` included.
 """
-import numpy as np
 
 from ._validation import check_choice, check_int, check_optimizer, check_positive
 from .methods import Hyperparameter, Method, register
+
+
+def block_cg(op, R, steps):
+    """Linear CG from 0 on the independent systems ``X A = R``, one per output unit, all at once.
+
+    ``op`` is the operator pair of one form: its vectors are tuples of arrays, and it gives
+
+    * ``start(R)``: the residual at ``X = 0`` (the form's vector of ``R``);
+    * ``apply(p)``: ``p A`` (as much of it as the updates need);
+    * ``norm2(r)`` and ``curvature(p, q)``: ``<r, r>`` and ``<p, p A>`` per output unit;
+    * ``scaled(alpha, p)``: ``alpha p`` with one ``alpha`` per output unit;
+    * ``refresh(r)``: the residual's vector after ``r`` moved (the row-space form's ``K C``).
+
+    Returns ``X`` as a tuple (:class:`_PrimalOperator`: ``(DW, Db)``; :class:`_RowSpaceOperator`:
+    ``(C,)``).
+    """
+    r = op.start(R)
+    X = tuple(op.xp.zeros_like(a) for a in R)
+    p = tuple(a.copy() for a in r)
+    rr = op.norm2(r)
+    for _ in range(steps):
+        q = op.apply(p)
+        alpha = _ratio(op.xp, rr, op.curvature(p, q), R[0].dtype)
+        for x, step in zip(X, op.scaled(alpha, p)):
+            x += step
+        for ri, step in zip(r, op.scaled(alpha, q)):
+            ri -= step
+        r = op.refresh(r)
+        rr_new = op.norm2(r)
+        beta = _ratio(op.xp, rr_new, rr, R[0].dtype)
+        p = tuple(ri + bp for ri, bp in zip(r, op.scaled(beta, p)))
+        rr = rr_new
+    return X
+
+
+def _ratio(xp, a, b, dtype):
+    """``a / b`` where ``b > 0``, else 0 (a converged or vanishing direction), in ``dtype``."""
+    return xp.where(b > 0, a / xp.where(b > 0, b, 1), 0).astype(dtype)
+
+
+class _PrimalOperator:
+    """``P -> P (A_bar^T A_bar + lam I)`` on ``P = [PW Pb]`` (rows: output units), two products with
+    the batch ``F`` (n_samples, n_in) per application."""
+
+    def __init__(self, xp, F, lam):
+        self.xp, self.F, self.lam = xp, F, lam
+
+    def start(self, R):
+        return tuple(a.copy() for a in R)
+
+    def apply(self, p):
+        PW, Pb = p
+        V = self.F @ PW.T
+        V += Pb  # A_bar P^T, shape (n_samples, n_out)
+        return V.T @ self.F + self.lam * PW, V.sum(axis=0) + self.lam * Pb
+
+    def norm2(self, r):
+        return (r[0] * r[0]).sum(axis=1) + r[1] * r[1]
+
+    def curvature(self, p, q):
+        return (p[0] * q[0]).sum(axis=1) + p[1] * q[1]
+
+    def scaled(self, alpha, p):
+        return alpha[:, None] * p[0], alpha * p[1]
+
+    def refresh(self, r):
+        return r
+
+
+class _RowSpaceOperator:
+    """The same CG on coefficients ``C`` (n_samples, n_out; columns: output units), ``P = C^T A_bar``:
+    with ``K = A_bar A_bar^T``, ``P (A_bar^T A_bar + lam I) = (K C + lam C)^T A_bar`` and
+    ``<C_1^T A_bar, C_2^T A_bar> = sum(C_1 * K C_2, axis=0)``. Vectors are pairs ``(C, K C)``; one
+    ``K C`` product per iteration, for the residual."""
+
+    def __init__(self, xp, K, lam):
+        self.xp, self.K, self.lam = xp, K, lam
+
+    def start(self, R):
+        C = R[0].copy()
+        return C, self.K @ C
+
+    def apply(self, p):
+        Cp, KCp = p
+        return (KCp + self.lam * Cp,)  # q = p (A^T A + lam I), as coefficients
+
+    def norm2(self, r):
+        return (r[0] * r[1]).sum(axis=0)
+
+    def curvature(self, p, q):
+        Cp, KCp = p
+        return (KCp * KCp).sum(axis=0) + self.lam * (Cp * KCp).sum(axis=0)
+
+    def scaled(self, alpha, p):
+        return tuple(alpha * a for a in p)
+
+    def refresh(self, r):
+        return r[0], self.K @ r[0]
 
 
 def proxbp_form(n_samples, n_in, n_out, cg_steps, solve):
@@ -118,13 +215,14 @@ class ProxBP(Method):
             form = "explicit" if i == L - 1 else self._form(X.shape[0], *layers[i][0].shape[::-1])
             self.last_forms.append(form)
             if form == "dual":  # the right-hand side eta dz^T A_bar is never formed
-                pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction_dual(model, F[i], eta * dz[i])
+                pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction_dual(model, i + 1, F[i], eta * dz[i])
                 continue
             gW, gb = dz[i].T @ F[i], dz[i].sum(axis=0)
             if form == "explicit":  # the output layer's explicit step
                 pseudo[2 * i], pseudo[2 * i + 1] = eta * gW, eta * gb
             else:
-                pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction(model, F[i], eta * gW, eta * gb)
+                pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction(model, i + 1, F[i], eta * gW,
+                                                                        eta * gb)
         if self.optimizer is not None:
             self.optimizer.update(model.params(), pseudo, overwrite_grads=True)
         else:
@@ -138,7 +236,7 @@ class ProxBP(Method):
         return proxbp_form(n_samples, n_in, n_out, self.cg_steps, self.linear_solve)
 
     # ----------------------------------------------------------------------------------------
-    def _prox_direction_dual(self, model, F, Gc):
+    def _prox_direction_dual(self, model, layer, F, Gc):
         """The same ``Delta`` in the row space of ``A_bar``: ``Delta = C^T A_bar`` with ``C``
         (n_samples, n_out), from ``Gc = eta dL/dz`` (the right-hand side is ``Gc^T A_bar``).
 
@@ -156,76 +254,23 @@ class ProxBP(Method):
         if self.linear_solve == "exact":
             KL = K.copy()
             KL.ravel()[:: K.shape[0] + 1] += lam
-            try:
-                C = model.backend.solve_spd(KL, Gc)
-            except np.linalg.LinAlgError as exc:
-                raise ValueError(f"lam={self.lam}: the exact solve's matrix A A^T + lam I is not "
-                                 f"numerically positive definite in {K.dtype} ({exc}); use a larger lam "
-                                 f"or linear_solve='cg'") from exc
+            C = model.backend.solve_spd(KL, Gc, what=f"lam={self.lam}: the exact solve's matrix "
+                                        f"A A^T + lam I (W_{layer}, row-space form)",
+                                        hint="use a larger lam or linear_solve='cg'")
             C = xp.ascontiguousarray(C.astype(Gc.dtype, copy=False))
         else:
-            C = self._block_cg_dual(xp, K, Gc, lam)
+            C = block_cg(_RowSpaceOperator(xp, K, lam), (Gc,), self.cg_steps)[0]
         return C.T @ F, C.sum(axis=0)
 
-    def _block_cg_dual(self, xp, K, Gc, lam):
-        """:meth:`_block_cg` on coefficients: the same iterates, one ``K @ C`` per iteration."""
-        dt = Gc.dtype
-        Cx = xp.zeros_like(Gc)
-        Cr = Gc.copy()
-        KCr = K @ Cr
-        Cp, KCp = Cr.copy(), KCr.copy()
-        rr = (Cr * KCr).sum(axis=0)
-        for _ in range(self.cg_steps):
-            Cq = KCp + lam * Cp  # q = p (A^T A + lam I), as coefficients
-            pq = (KCp * KCp).sum(axis=0) + lam * (Cp * KCp).sum(axis=0)
-            alpha = xp.where(pq > 0, rr / xp.where(pq > 0, pq, 1), 0).astype(dt)
-            Cx += alpha * Cp
-            Cr -= alpha * Cq
-            KCr = K @ Cr
-            rr_new = (Cr * KCr).sum(axis=0)
-            beta = xp.where(rr > 0, rr_new / xp.where(rr > 0, rr, 1), 0).astype(dt)
-            Cp = Cr + beta * Cp
-            KCp = KCr + beta * KCp
-            rr = rr_new
-        return Cx
-
-    def _prox_direction(self, model, F, RW, Rb):
+    def _prox_direction(self, model, layer, F, RW, Rb):
         """``Delta = [DW Db]`` solving ``Delta (A_bar^T A_bar + lam I) = R`` with ``R = [RW Rb]``."""
         if self.linear_solve == "exact":
-            return self._exact(model, F, RW, Rb)
-        return self._block_cg(model, F, RW, Rb)
-
-    def _apply(self, F, PW, Pb, lam):
-        """``P (A_bar^T A_bar + lam I)`` for ``P = [PW Pb]``: two products with the batch."""
-        V = F @ PW.T
-        V += Pb  # A_bar P^T, shape (n_samples, n_out)
-        return V.T @ F + lam * PW, V.sum(axis=0) + lam * Pb
-
-    def _block_cg(self, model, F, RW, Rb):
-        """Linear CG from ``Delta = 0``, one independent CG per output unit (row), in parallel."""
-        xp = model.xp
+            return self._exact(model, layer, F, RW, Rb)
         dt = RW.dtype.type
-        lam = dt(self.lam)
-        XW, Xb = xp.zeros_like(RW), xp.zeros_like(Rb)
-        rW, rb = RW.copy(), Rb.copy()  # residual R - X A at X = 0
-        pW, pb = rW.copy(), rb.copy()
-        rr = (rW * rW).sum(axis=1) + rb * rb
-        for _ in range(self.cg_steps):
-            qW, qb = self._apply(F, pW, pb, lam)
-            pq = (pW * qW).sum(axis=1) + pb * qb
-            alpha = xp.where(pq > 0, rr / xp.where(pq > 0, pq, 1), 0).astype(RW.dtype)
-            XW += alpha[:, None] * pW
-            Xb += alpha * pb
-            rW -= alpha[:, None] * qW
-            rb -= alpha * qb
-            rr_new = (rW * rW).sum(axis=1) + rb * rb
-            beta = xp.where(rr > 0, rr_new / xp.where(rr > 0, rr, 1), 0).astype(RW.dtype)
-            pW = rW + beta[:, None] * pW
-            pb = rb + beta * pb
-            rr = rr_new
-        return XW, Xb
+        return block_cg(_PrimalOperator(model.xp, F, dt(self.lam)), (RW, Rb), self.cg_steps)
 
-    def _exact(self, model, F, RW, Rb):
+    def _exact(self, model, layer, F, RW, Rb):
+        """``Delta`` by Cholesky on ``A_bar^T A_bar + lam I`` ((n_in+1)^2) for layer ``layer`` (W_layer)."""
         xp = model.xp
         dt = RW.dtype.type
         n, n_in = F.shape
@@ -237,12 +282,9 @@ class ProxBP(Method):
         A[n_in, n_in] = n
         A.ravel()[:: n_in + 2] += dt(self.lam)  # the diagonal
         R = xp.concatenate([RW, Rb[:, None]], axis=1)  # (n_out, n_in + 1)
-        try:
-            D = model.backend.solve_spd(A, R.T).T
-        except np.linalg.LinAlgError as exc:
-            raise ValueError(f"lam={self.lam}: the exact solve's matrix A^T A + lam I is not numerically "
-                             f"positive definite in {A.dtype} ({exc}); use a larger lam or "
-                             f"linear_solve='cg'") from exc
+        D = model.backend.solve_spd(A, R.T, what=f"lam={self.lam}: the exact solve's matrix A^T A + lam I "
+                                    f"(W_{layer}, primal form)",
+                                    hint="use a larger lam or linear_solve='cg'").T
         D = xp.ascontiguousarray(D.astype(RW.dtype, copy=False))
         return D[:, :n_in].copy(), D[:, n_in].copy()
 

@@ -757,7 +757,7 @@ class SIBP(Method):
         output = i == s.N - 1
         lam_W, lam_b = self._prox_weights(s.backend, F_i, s.device)
         if output and self.linear_solve == "exact":
-            self._exact_output(s.backend, F_i, T, W, b, lam_W, lam_b)
+            self._exact_output(s.backend, i, F_i, T, W, b, lam_W, lam_b)
             n, n_in = F_i.shape
             s.count(3, 2 * n_in * n * (n_in + 2 * W.shape[0]))
             return
@@ -867,7 +867,7 @@ class SIBP(Method):
         self.state[key] = v0           # the host path, a failed iteration keeps the previous vector
         return xp.where(ok, backend.scalar(xp.linalg.norm(W @ v)), 0.0)
 
-    def _exact_output(self, backend, F, T, W, b, lam_W, lam_b):
+    def _exact_output(self, backend, layer, F, T, W, b, lam_W, lam_b):
         """Exact ridge solves of (7) for the linear output layer, W then b (``backend.solve_spd``).
 
         ``W (2 F^T F + lam_W I) = 2 (T - b)^T F + lam_W W^k`` and
@@ -878,12 +878,9 @@ class SIBP(Method):
         A = dt(2) * (F.T @ F)
         A.ravel()[:: A.shape[0] + 1] += lam  # the diagonal, on any backend
         rhs = dt(2) * ((T - b).T @ F) + lam * W  # (n_out, n_in)
-        try:
-            W[...] = backend.solve_spd(A, rhs.T).T
-        except np.linalg.LinAlgError as exc:
-            raise ValueError(f"lam={self.lam}: the exact output solve's matrix 2 F^T F + lam I is not "
-                             f"numerically positive definite in {W.dtype} ({exc}); use a larger lam or "
-                             f"linear_solve='ncg'") from exc
+        W[...] = backend.solve_spd(A, rhs.T, what=f"lam={self.lam}: the exact output solve's matrix "
+                                   f"2 F^T F + lam I (W_{layer})",
+                                   hint="use a larger lam or linear_solve='ncg'").T
         n = F.shape[0]
         b[...] = ((dt(2) * (T - F @ W.T).sum(axis=0) + backend.cast(lam_b, W.dtype) * b)
                   / backend.cast(2 * n + lam_b, W.dtype))

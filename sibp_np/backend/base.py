@@ -50,7 +50,11 @@ def _note_sync():
 
 #: The ops whose code here is not generic in ``xp`` (it calls SciPy, or NumPy has no such thing): every
 #: device backend overrides them.
-DEVICE_OPS = ("solve_spd", "capture")
+DEVICE_OPS = ("_solve_spd", "capture")
+
+
+class NotPositiveDefinite(numpy.linalg.LinAlgError):  # a ValueError too
+    """:meth:`Backend.solve_spd`'s matrix is not numerically positive definite; the message names it."""
 
 
 class Backend:
@@ -122,18 +126,28 @@ class Backend:
         raise NotImplementedError(f"the {self.name} backend records no graphs")
 
     # ------------------------------------------------------------------ linear algebra
-    def solve_spd(self, A, B):
+    def solve_spd(self, A, B, what="the matrix", hint=""):
         """``X`` with ``A X = B`` for a symmetric positive-definite ``A`` (SciPy's Cholesky on the CPU).
 
         Parameters
         ----------
         A : array, shape (n, n)
         B : array, shape (n, k)
+        what, hint : str
+            Name the matrix (its layer and form) and what to do, in the ``ValueError`` raised when ``A``
+            is not numerically positive definite (a ``numpy.linalg.LinAlgError`` too).
 
         Returns
         -------
         X : array, shape (n, k)
         """
+        try:
+            return self._solve_spd(A, B)
+        except numpy.linalg.LinAlgError as exc:
+            raise NotPositiveDefinite(f"{what} is not numerically positive definite in {A.dtype} ({exc})"
+                                      + (f"; {hint}" if hint else "")) from exc
+
+    def _solve_spd(self, A, B):
         import scipy.linalg
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(A), B)
 

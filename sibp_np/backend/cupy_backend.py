@@ -83,7 +83,7 @@ class CupyBackend(Backend):
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()
 
-    def solve_spd(self, A, B):
+    def _solve_spd(self, A, B):
         # cuSOLVER's Cholesky (potrf) and two triangular solves. CuPy checks potrf's info only under
         # errstate(linalg="raise"); a matrix that is not numerically positive definite then raises
         # numpy.linalg.LinAlgError, as SciPy's cho_factor does on the CPU. The finiteness check (one
