@@ -77,7 +77,8 @@ class NCGResult:
 
 
 class EuclideanVectors:
-    """Vector operations for problems whose gradients and directions are plain arrays."""
+    """Vector operations for problems whose gradients and directions are plain arrays (the problem
+    gives ``backend``, ``xp`` and ``scalar``, how a reduction becomes a number)."""
 
     def dot(self, a, b):
         return self.scalar(self.xp.vdot(a.ravel(), b.ravel()))

@@ -7,8 +7,6 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 import numpy as np
 import pytest
 
-from sibp_np import MLP
-
 
 def _cupy_usable():
     try:
@@ -32,13 +30,3 @@ def backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
-
-
-def small_problem(seed=0, n=40, sizes=(6, 5, 4, 3), dtype="float64", activation="relu", init_std=0.5,
-                  backend="numpy", loss="cross_entropy"):
-    r = np.random.default_rng(seed)
-    X = r.normal(size=(n, sizes[0]))
-    y = r.integers(0, sizes[-1], size=n)
-    model = MLP(sizes, activation=activation, init_std=init_std, seed=seed, dtype=dtype,
-                backend=backend, loss=loss)
-    return model, X, y

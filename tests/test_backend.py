@@ -117,3 +117,11 @@ def test_shifted_rounds_as_scale_then_add(rows, rng):
     expected = np.broadcast_to(p * np.float32(0.37), z.shape) + z
     got = Backend().shifted(z, p, 0.37, out=np.empty_like(z))
     assert got.tobytes() == expected.tobytes()
+
+
+# ---------------------------------------------------------------------------------------- backend
+def test_solve_spd_solves(rng):
+    A = rng.normal(size=(6, 6))
+    A = A @ A.T + 6 * np.eye(6)
+    B = rng.normal(size=(6, 3))
+    np.testing.assert_allclose(get_backend("numpy").solve_spd(A, B), np.linalg.solve(A, B), rtol=1e-12)

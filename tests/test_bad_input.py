@@ -203,7 +203,7 @@ CASES = [
     ("cli-dataset", lambda t: cli("--dataset", "mnist", "--data-root", str(t)), ValueError, "cli exit 2"),
     ("cli-resume", lambda t: cli("--resume", str(t / "x.h5")), ValueError, "cli exit 2"),
     ("cli-dtype", lambda t: cli("--dtype", "float16"), ValueError, "cli exit 2"),
-    # --- round 2 (issue 13) ---------------------------------------------------------------------
+    # --- files, paths, labels and arrays at their limits ------------------------------------------
     # code from data files
     ("cifar-crafted-pickle", lambda t: read_cifar10_batch(cifar_file(t, {b"data": np.zeros((1, 3072)),
                                                                           b"labels": [0], b"x": print})),
@@ -373,7 +373,7 @@ def test_bad_input(case, tmp_path, capsys):
 
 
 def test_the_table_is_large():
-    assert len(CASES) >= 127  # 74 before issue 13
+    assert len(CASES) >= 127
 
 
 @pytest.mark.parametrize("make", [np.asfortranarray, lambda a: a.tolist(),

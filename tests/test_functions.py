@@ -1,7 +1,7 @@
 """Finite-difference checks (float64) of every activation, loss and of back propagation (eqs. 4-5)."""
 import numpy as np
 import pytest
-from conftest import small_problem
+from _helpers import small_problem
 
 from sibp_np.functions import ACTIVATIONS, LOSSES, get_activation, get_loss, log_softmax, softmax
 

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import small_problem
+from _helpers import small_problem
 
 from sibp_np import MLP, SGD, SIBP, Adam, History, TrainingDiverged, fit
 
@@ -103,16 +103,16 @@ def test_bad_fit_arguments(kw, err, match):
 
 
 @pytest.mark.outcome
-def test_fit_is_deterministic_and_records_epochs(tmp_path):
+def test_fit_is_deterministic_and_records_epochs(tmp_path, backend):
     runs = []
     for _ in range(2):
-        m, X, y = small_problem()
+        m, X, y = small_problem(backend=backend)
         h = fit(m, Adam(lr=0.01), X, y, val=(X[:10], y[:10]), epochs=3, batch_size=8, seed=3, verbose=0)
         runs.append((h, m))
     (h1, m1), (h2, m2) = runs
     assert h1["train_loss"] == h2["train_loss"] and len(h1) == 4
     for p, q in zip(m1.params(), m2.params()):
-        np.testing.assert_array_equal(p, q)
+        np.testing.assert_array_equal(m1.backend.to_host(p), m2.backend.to_host(q))
     assert h1["iterations"] == [0, 5, 10, 15]
     assert h1.last["train_loss"] == pytest.approx(m1.evaluate(*small_problem()[1:])[0])
     assert h1.last["train_loss"] < h1.records[0]["train_loss"]

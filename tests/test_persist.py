@@ -5,22 +5,22 @@ import pickle
 import h5py
 import numpy as np
 import pytest
-from conftest import small_problem
+from _helpers import small_problem
 
 from sibp_np import MLP, SIBP, fit
 from sibp_np.persist import ModelFileError
 
 
 @pytest.mark.parametrize("loss,dtype", [("cross_entropy", "float32"), ("mse", "float64")])
-def test_save_load_predict_is_bitwise(tmp_path, loss, dtype):
-    model, X, y = small_problem(dtype=dtype, loss=loss)
+def test_save_load_predict_is_bitwise(tmp_path, loss, dtype, backend):
+    model, X, y = small_problem(dtype=dtype, loss=loss, backend=backend)
     if loss == "mse":
         y = np.random.default_rng(1).normal(size=(len(X), 3))
     fit(model, SIBP(eta=0.1), X, y, epochs=2, batch_size=10, verbose=0, seed=0)
     model.save(tmp_path / "m.h5")
-    back = MLP.load(tmp_path / "m.h5")
+    back = MLP.load(tmp_path / "m.h5", backend=backend)
     assert back.architecture() == model.architecture() and repr(back) == repr(model)
-    for a, b in zip(model.params(), back.params()):
+    for a, b in zip(model.get_params().values(), back.get_params().values()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(back.predict(X), model.predict(X))
     if loss != "mse":

@@ -1,7 +1,7 @@
 """ProxBP (Frerix et al.), float64, against closed forms computed here."""
 import numpy as np
 import pytest
-from conftest import small_problem
+from _helpers import small_problem
 
 from sibp_np import SGD, Adam, ProxBP
 
