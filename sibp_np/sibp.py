@@ -446,7 +446,7 @@ class SIBP(Method):
         ``kappa`` of the trust region: the network's gain grows by at most ``e^kappa`` per step.
         The default, 4, is a backstop behind the output-space proximal term. With the paper's metric
         (``prox_metric="weights"``) the trust region has to do all the work, and 2 suits it better
-        (``tools/RESULTS.md``).
+        (``tools/NOTES.md``).
     prox_metric : {"output", "weights"}, optional
         How the proximal term of (7) measures a change. ``"weights"`` is the paper's
         ``(lam/2) ||W - W^k||_F^2``. ``"output"`` (the default) scales it by
@@ -484,9 +484,8 @@ class SIBP(Method):
     device_trials : int >= 1
         ``M``, the Armijo trial steps evaluated at once by the device path (in one pass, with no matrix
         product). A search that would need more is rejected, and the next iteration restarts along
-        ``-g``; with ``M >= max_trials`` the device path gives the host path's iterates. On mnist-5k
-        (784-500-10, 5 epochs, eta 0.01-100) the searches that needed more than 4 trials were 0.28% at
-        eta = 100, all of them searches that found no step in 20 either, and none below.
+        ``-g``; with ``M >= max_trials`` the device path gives the host path's iterates (how often 4 is
+        too few: ``tools/NOTES.md``).
 
     Attributes
     ----------
@@ -499,70 +498,32 @@ class SIBP(Method):
 
     Notes
     -----
-    **Why a safeguard.** Each layer's subproblem (7) is solved from the layer's *old* input, nearly
-    exactly, and the error then goes down with the *new* weights (eq. 9). The change ``W - W^k`` that
-    fits a layer's targets is aligned with the error ``delta_{i+1}`` it came from, so
-    ``delta_{i+1} W^{k+1}`` grows by about ``||W^{k+1} - W^k||_2`` more than ``delta_{i+1} W^k``; the
-    next layer down gets targets further away, fits them with a larger change, and so on. On
-    784-600x10-10 at ``eta = 1`` the layers' gains grow 1.2-2x per layer at the top of the first step,
-    then 43x and up to 1e15x further down, and the batch loss reaches 1e28 (``tools/RESULTS.md`` and
-    ``tools/deepnet.py analysis`` give the per-layer figures).
+    The defaults depart from the paper in three ways, each a safeguard for a case the paper did not
+    meet (deep networks, large steps, regression). ``safeguard="none"`` with ``neuron_step="plain"``
+    is Algorithm 1 as published. The measurements behind them are in ``tools/NOTES.md``.
 
-    **The trust region** (``safeguard="trust-region"``), a departure from the paper: for layer ``i``
-    of ``L``, (7) is minimised subject to
+    **The trust region** (``safeguard="trust-region"``). Eq. (9) sends the error down with the *new*
+    weights, and a layer's change ``W - W^k`` is aligned with the error it came from, so the errors
+    (and the next layer's change) compound down a deep network. For layer ``i`` of ``L``, (7) is solved
+    subject to ``||W_i - W_i^k||_F <= (kappa / L) max(||W_i^k||_2, 1)`` and
+    ``||b_i - b_i^k||_2 <= (kappa / L) max(||b_i^k||_2, 1)``. Each layer's gain then grows by at most
+    ``1 + kappa / L``, and the error of eq. (9) by at most ``e^kappa``. ``||W^k||_2`` is estimated by
+    one warm-started power iteration per step (20 at the first), kept in ``state``. A line search starts
+    no further than the boundary, and a step that lands on it ends the solve (Steihaug's rule).
+    ``linear_solve="exact"`` solves the output layer outside the ball.
 
-    * ``||W_i - W_i^k||_F <= (kappa / L) max(||W_i^k||_2, 1)``,
-    * ``||b_i - b_i^k||_2 <= (kappa / L) max(||b_i^k||_2, 1)``.
+    **The proximal term in the output space** (``prox_metric="output"``). (7) is solved with ``lam``
+    replaced by ``lam_W = lam max(||F_i||_F^2 / n_in, 1)`` for ``W_i`` (the expected
+    ``||(W - W^k) F_i^T||_F^2`` of an undirected change, never less than the paper's term) and
+    ``lam_b = lam n_samples`` for ``b_i``. A linear layer with isotropic inputs then moves its
+    pre-activations the fraction ``2 / (2 + lam)`` of the way to its targets, whatever the scale and
+    width of its input and the batch size.
 
-    Since ``||.||_2 <= ||.||_F``, a layer's gain (spectral norm) grows by at most a factor
-    ``1 + kappa / L`` (measured against a gain of at least 1), so the error of eq. (9), sent down
-    through all L new layers, is at most ``(1 + kappa/L)^L <= e^kappa`` times what the old weights
-    would send. ``||W^k||_2`` is estimated (from below) by one power iteration per step, warm-started
-    from the previous step's vector (kept in ``state``; 20 iterations at the first step). Inside the
-    ball the NCG iterations are the usual ones, except that a line search starts no further than the
-    boundary and the solve stops once a step lands on it
-    (Steihaug's rule for truncated CG). A constraint that is not active changes nothing.
-    ``linear_solve="exact"`` solves the output layer's ridge problems exactly, outside the ball.
-
-    **The proximal term in the output space** (``prox_metric="output"``), a departure from the paper.
-    The data term of (7) sums over the minibatch, in the layer's output space. The paper's proximal
-    term ``(lam/2) ||W - W^k||_F^2`` measures the change in the weights instead, so the balance
-    between them moves with the scale and the width of the layer's input ``F_i``. A layer whose input
-    grows fits its targets more and more exactly, which is the feedback described above. The default
-    measures the change where the data term lives, and replaces ``lam`` in (7) by
-
-    * ``lam_W = lam max(||F_i||_F^2 / n_in, 1)`` for ``W_i``. For a change ``W - W^k`` with no
-      preferred direction, ``E ||(W - W^k) F_i^T||_F^2 = ||W - W^k||_F^2 ||F_i||_F^2 / n_in``. The
-      floor keeps the term at least the paper's: a layer whose inputs are tiny (small initial weights)
-      would otherwise get almost no proximal term, and its weights could jump far in one step;
-    * ``lam_b = lam n_samples`` for ``b_i``, since ``b - b^k`` moves each of the ``n_samples`` rows of
-      ``Z`` by itself.
-
-    For a linear layer whose input has isotropic rows, the solve then moves the pre-activations by
-    the fraction ``2 / (2 + lam)`` of the way to the targets. That fraction is the same for every
-    layer, every input scale (above the floor) and every batch size. (With ``"weights"`` the fraction is
-    ``2 s / (2 s + lam)``, with ``s`` the input's squared scale, and tends to 1: an exact fit.) On
-    784-600x10-10 at ``eta = 10`` this is what lets the default train. The trust region alone holds
-    each step's growth, but the activations still grow step after step (``tools/RESULTS.md``).
-    Together the two do what neither does alone. Without the trust region, the error of eq. (9)
-    still compounds within a step (the net collapses at ``eta = 1``). Without the output-space term,
-    the activations grow over the steps, and ``eta = 10`` trains on some seeds only. With the
-    output-space term the trust region can be looser (``trust_radius=4``). The scale costs one
-    reduction over ``F_i`` per layer and step.
-
-    **The capped step on the hidden neurons** (``neuron_step="capped"``), a departure from the paper
-    for squared errors. A hidden layer ``i`` that moves its output toward ``T_i`` by the fraction ``c``
-    moves the network's output, to first order, by ``-c eta J_i J_i^T delta_N``, where ``J_i`` is the
-    Jacobian of ``F_N`` in ``F_i`` (eq. 9 makes ``delta_i = J_i^T delta_N``). Its component along
-    ``delta_N`` is ``c eta ||delta_i||^2 / ||delta_N||^2`` times ``delta_N``. The layers' moves add
-    up, and the layers above a hidden layer amplify its move by the square of their gain. A squared
-    error has the constant curvature ``h = 1`` along ``delta_N``, so the output overshoots its target
-    once that sum passes ``2 / h``, and the iterates oscillate (the loss spikes; ``tools/RESULTS.md``
-    measures a 2-32-32-1 regressor whose output moved 15-23 times its target step). The cap keeps each
-    hidden layer's share at most ``1 / (L h)``, so that all of them together stay within the Newton
-    step ``1 / h`` of the loss along ``delta_N``. It costs one reduction per layer and step. For
-    cross-entropy ``h`` is at most 1/2 and falls as the fit gets confident; on mnist-5k the cap cost
-    accuracy at ``eta = 100`` (0.79 against 0.98 train after 5 epochs), so it is off there by default.
+    **The capped step on the hidden neurons** (``neuron_step="capped"``, squared errors). A hidden
+    layer's step is ``eta_i = min(eta, ||delta_N||^2 / (L h ||delta_i||^2))``, ``h`` the loss's
+    curvature along ``delta_N``. To first order the layers together then move the output by at most
+    the Newton step ``1 / h`` along ``delta_N``; without it a squared error (``h = 1``) overshoots and
+    oscillates. Cross-entropy's ``h <= 1/2`` decays as the fit gets confident, and the cap only slows it.
 
     **Where the default differs from the authors' MATLAB code** (``sibp_inner.m``, ``FR3.m``,
     ``FR4.m``; ``compat="matlab"`` reproduces theirs):
@@ -576,11 +537,10 @@ class SIBP(Method):
       the W solve, ``W F`` for the b solve); we use the true gradient from the first iteration;
     * their first trial step is a unit step (then a jump sized for a 1% decrease); ours is the
       Gauss-Newton minimiser along the direction, and we restart with steepest descent when a direction
-      is not a descent direction (their Sep-2019 solver did; their later one did not);
+      is not a descent direction;
     * a subproblem stops before ``cg_steps`` iterations when the decrease predicted along the next
-      direction is below the rounding level of the objective (in float32 the tiny output-bias problem
-      is solved exactly in one or two iterations, and further trials would only compare noise);
-    * the trust region, the output-space proximal term and the capped step above.
+      direction is below the rounding level of the objective;
+    * the three safeguards above.
 
     The minibatch loss returned by :meth:`step` is the batch-mean loss before the update, like every
     other method's.

@@ -280,7 +280,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     ``TransformedTargetRegressor(transformer=StandardScaler())`` would. So the result does not depend
     on the targets' units, and every method's step size means the same on every task: on raw
     ``load_diabetes`` targets (mean 152, standard deviation 77) SGD and ProxBP diverged in every fold
-    without it (``tools/RESULTS.md``).
+    without it (``tools/NOTES.md``).
 
     SIBP's output target for this loss is ``T_N = F_N - eta (F_N - Y)``. The hidden layers take the
     capped step on their neurons (``neuron_step="capped"``, the default for a squared error), which
@@ -328,7 +328,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return (np.asarray(Y, dtype=np.float64) - self._y_mean) / self._y_scale
 
     def _method_defaults(self):
-        # measured on the sin task, friedman1, diabetes and a 2-64-64-1 example (tools/RESULTS.md,
+        # measured on the sin task, friedman1, diabetes and a 2-64-64-1 example (tools/NOTES.md,
         # "Regression"): with the capped neuron step, eta = 0.1 and lam = 0.5 were best or near it on all
         sibp = isinstance(self.method, str) and self.method.strip().lower() == "sibp"
         return {"eta": 0.1, "lam": 0.5} if sibp else {}
