@@ -35,6 +35,13 @@ def get_method(name, **hyperparameters):
     return METHODS[key](**hyperparameters)
 
 
+def _same(a, b):
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - values whose comparison is not a bool: not the same
+        return False
+
+
 class Hyperparameter:
     """A method's constructor argument, checked on every assignment.
 
@@ -64,6 +71,8 @@ class Hyperparameter:
 
     def __set__(self, obj, value):
         new = self.check(self.name, value, **self.options)
+        if type(new) is type(value) and _same(new, value):
+            new = value  # the very object given, as scikit-learn's clone checks
         missing = object()
         old = obj.__dict__.get(self.name, missing)
         obj.__dict__[self.name] = new
@@ -175,6 +184,41 @@ class Method:
     def _in_use(self):
         """``{name: value in use}`` for the hyperparameters whose default is resolved at use."""
         return {}
+
+    # scikit-learn's parameter protocol: clone, GridSearchCV's "method__eta", Pipeline-style nesting
+    def get_params(self, deep=True):
+        """``{name: value as given}`` for each constructor argument (scikit-learn's convention, so that
+        ``sklearn.base.clone`` rebuilds an equal method); with ``deep``, a hyperparameter that has
+        parameters of its own (ProxBP's ``optimizer``) adds them as ``"optimizer__lr"``."""
+        out = {}
+        for name in self.hyperparameter_names():
+            value = getattr(self, name)
+            out[name] = value
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update({f"{name}__{k}": v for k, v in value.get_params(deep=True).items()})
+        return out
+
+    def set_params(self, **params):
+        """Set hyperparameters by name (each checked as on assignment); ``"optimizer__lr"`` reaches a
+        nested one. An unknown name is a ``ValueError`` that names the method and its parameters."""
+        names = self.hyperparameter_names()
+        nested = {}
+        for key, value in params.items():
+            name, _, sub = key.partition("__")
+            if name not in names and name not in self.renamed:
+                raise ValueError(f"{type(self).__name__} has no hyperparameter {name!r} (in "
+                                 f"set_params({key}=...)); its hyperparameters are {names}")
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub_params in nested.items():
+            inner = getattr(self, name)
+            if not hasattr(inner, "set_params"):
+                raise ValueError(f"{type(self).__name__}.{name} is {inner!r}, which has no parameters to "
+                                 f"set ({', '.join(f'{name}__{k}' for k in sub_params)})")
+            inner.set_params(**sub_params)
+        return self
 
     def _validate(self):
         """Checks between hyperparameters, run after ``__init__`` and after each later assignment."""

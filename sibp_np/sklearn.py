@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+    from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
     from sklearn.utils import check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
@@ -37,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._validation import check_bool, check_dtype, check_fraction, check_int, check_positive
 from .callbacks import EarlyStopping
-from .methods import get_method
+from .methods import Method, get_method
 from .model import MLP
 from .train import fit as _fit
 
@@ -109,9 +109,11 @@ class _BaseMLP(BaseEstimator):
         seed = int(rs.randint(np.iinfo(np.int32).max))
         model = MLP([X.shape[1], *sizes, n_outputs], activation=self.activation,
                     init_std=self.init_std, seed=seed, dtype=self.dtype, loss=self._loss)
-        method = get_method(self.method, **{**self._method_defaults(), **(self.method_params or {})})
+        method = self._build_method()
         self._seed, self.model_, self.method_ = seed, model, method
         self.loss_curve_, self.history_, self._epochs_done = [], None, 0
+        self.validation_scores_ = [] if self.early_stopping else None
+        self.t_ = 0
 
     def _train(self, X, Y, epochs, stop=False):
         """``epochs`` more epochs of ``fit`` on the encoded targets ``Y``; with ``stop``, fewer once the
@@ -133,10 +135,65 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_ += [r["batch_loss"] for r in h.records[1:]]
         self.history_ = h
         self.n_iter_ = len(self.loss_curve_)
+        self.t_ += (len(h.records) - 1) * X.shape[0]
+        if self.early_stopping:
+            key = "val_r2" if self._loss == "mse" else "val_acc"
+            self.validation_scores_ += [r[key] for r in h.records[1:]]
+            self.best_validation_score_, self.best_loss_ = max(self.validation_scores_), None
+        else:
+            self.best_validation_score_, self.best_loss_ = None, min(self.loss_curve_, default=None)
         return self
+
+    @property
+    def coefs_(self):
+        """``coefs_[i]``, shape ``(n_in, n_out)``, the weights of layer ``i`` as scikit-learn's MLPs
+        lay them out (``W_{i+1}^T``; host copies)."""
+        check_is_fitted(self, "model_")
+        return [W.T.copy() for W in (self.model_.backend.to_host(W) for W in self.model_.weights)]
+
+    @property
+    def intercepts_(self):
+        """``intercepts_[i]``, shape ``(n_out,)``, the biases of layer ``i`` (host copies)."""
+        check_is_fitted(self, "model_")
+        return [self.model_.backend.to_host(b).copy() for b in self.model_.biases]
 
     def _method_defaults(self):
         return {}
+
+    def _build_method(self):
+        """A fresh method for ``fit``: a clone of a method object (its state never leaks between fits,
+        and ``self.method`` is left as given), or one built from a name with this estimator's defaults.
+        ``method_params`` (deprecated) is applied on top."""
+        params = self.method_params
+        if params is not None:
+            warnings.warn("method_params is deprecated and will be removed in the next release; pass a "
+                          "method object instead, e.g. method=SIBP(eta=1.0, lam=1.0), and tune it as "
+                          "method__eta", FutureWarning, stacklevel=4)
+        if isinstance(self.method, Method):
+            method = clone(self.method)
+            if params:
+                try:
+                    method.set_params(**params)
+                except ValueError as exc:
+                    raise ValueError(f"method_params={params!r}: {exc}") from None
+            return method
+        if not isinstance(self.method, str):
+            raise TypeError(f"method must be a method name such as 'sibp' or a method object such as "
+                            f"sibp_np.SIBP(eta=1.0), got {self.method!r}")
+        try:
+            return get_method(self.method, **{**self._method_defaults(), **(params or {})})
+        except TypeError as exc:
+            raise TypeError(f"method_params={params!r}: {exc}") from None
+
+    def set_params(self, **params):
+        """scikit-learn's ``set_params``; ``method__eta`` needs ``method`` to be a method object."""
+        nested = [k for k in params if k.startswith("method__")]
+        method = params.get("method", self.method)
+        if nested and isinstance(method, str):
+            raise ValueError(f"method={method!r} is a name, which has no parameters to set "
+                             f"({', '.join(nested)}); pass a method object, e.g. "
+                             f"method=sibp_np.get_method({method!r}), and tune it as {nested[0]}")
+        return super().set_params(**params)
 
     def _split(self, X, Y):
         n_val = max(1, int(round(self.validation_fraction * X.shape[0])))
@@ -162,11 +219,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     hidden_layer_sizes : tuple of int
         Widths of the hidden layers; the input and output widths follow the data.
     activation : {"relu", "sigmoid", "tanh"}
-    method : {"sibp", "proxbp", "sgd", "adam", "rmsprop"}
-        The training method (:func:`sibp_np.get_method`).
+    method : method object, or {"sibp", "proxbp", "sgd", "adam", "rmsprop"}
+        The training method: an object such as ``sibp_np.SIBP(eta=1.0, lam=1.0)``, whose
+        hyperparameters are nested parameters (``GridSearchCV(est, {"method__eta": [0.1, 1.0]})``;
+        ``fit`` trains a clone of it), or a name (:func:`sibp_np.get_method`) with the method's defaults
+        (for :class:`MLPRegressor` with ``"sibp"``, ``eta = 0.1, lam = 0.5``). Which one to use: see
+        "Which method?" in the README.
     method_params : dict, optional
-        Its hyperparameters, e.g. ``{"eta": 1.0, "lam": 1.0}``; the method's own defaults otherwise
-        (for :class:`MLPRegressor` with SIBP, ``eta = 0.1, lam = 0.5``).
+        Deprecated (a ``FutureWarning``; to be removed in the next release): hyperparameters applied on
+        top of ``method``. Pass a method object instead.
     max_iter : int
         The most passes over the data in :meth:`fit` (:meth:`partial_fit` does one).
     tol : float >= 0
@@ -199,13 +260,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_features_in_ : int
     model_ : sibp_np.MLP
     method_ : sibp_np.Method
+    coefs_, intercepts_ : lists of ndarrays
+        Layer ``i``'s weights, shape ``(n_in, n_out)`` as in scikit-learn (``model_.weights[i].T``), and
+        biases, shape ``(n_out,)``.
     loss_curve_ : list of float
         The mean minibatch loss of every epoch (for :class:`MLPRegressor`, of the standardised
         targets).
+    best_loss_ : float or None
+        The least of ``loss_curve_``; None with ``early_stopping``.
+    validation_scores_ : list of float or None
+        With ``early_stopping``, the held-out score (accuracy, or R^2) after every epoch; else None.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``; None without ``early_stopping``.
     history_ : sibp_np.History
         The last ``fit``/``partial_fit`` call's records.
     n_iter_ : int
         Epochs trained so far.
+    t_ : int
+        Training samples seen so far (``n_iter_`` times the training set's size).
     """
 
     _loss = "cross_entropy"

@@ -1,5 +1,6 @@
 """Data safety: no code runs from a data file, a killed save loses nothing, a corrupted checkpoint is
-refused. Each of these failed before the code that makes it pass (see tools/NOTES.md, "Bad input and data safety")."""
+refused. Each of these failed before the code that makes it pass (see tools/NOTES.md, "Bad input and
+data safety")."""
 import json
 import os
 import pickle

@@ -9,11 +9,12 @@ import pytest
 pytest.importorskip("sklearn")
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
+from sibp_np import SGD, SIBP, ProxBP  # noqa: E402
 from sibp_np.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 
 @pytest.mark.slow
-@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
+@parametrize_with_checks([MLPClassifier(), MLPRegressor(), MLPClassifier(method=SIBP(eta=0.5, lam=2.0))])
 def test_sklearn_check_estimator(estimator, check):
     check(estimator)
 
@@ -66,8 +67,7 @@ def test_partial_fit_needs_the_classes_first_and_keeps_them():
 def test_estimator_early_stopping_keeps_the_best_epoch():
     X, y = blobs(400)
     clf = MLPClassifier(hidden_layer_sizes=(32,), max_iter=60, batch_size=20, early_stopping=True,
-                        n_iter_no_change=2, random_state=0,
-                        method_params={"eta": 1.0, "lam": 1.0}).fit(X, y)
+                        n_iter_no_change=2, random_state=0, method=SIBP(eta=1.0, lam=1.0)).fit(X, y)
     stop = clf.history_.summary["early_stopping"]
     assert clf.n_iter_ < 60 and stop["stopped_epoch"] == clf.n_iter_
     assert stop["best_epoch"] == clf.n_iter_ - 2 and stop["restored"]
@@ -143,10 +143,11 @@ def test_bad_parameters_are_named_at_fit():
                       ({"max_iter": -1}, "max_iter must be >= 0"),
                       ({"tol": -1e-3}, "tol must be"),
                       ({"validation_fraction": 1.0}, "validation_fraction must lie in"),
-                      ({"method": "newton"}, "method='newton' is not known"),
-                      ({"method_params": {"eta": -1}}, "eta must be a finite number > 0")]:
+                      ({"method": "newton"}, "method='newton' is not known")]:
         with pytest.raises((ValueError, TypeError), match=match):
             MLPClassifier(**kw).fit(X, y)
+    with pytest.raises(ValueError, match="eta must be a finite number > 0, got -1"):
+        MLPClassifier(method=SIBP()).set_params(method__eta=-1)  # checked as it is set
 
 
 def test_import_sibp_np_does_not_import_sklearn():
@@ -178,3 +179,61 @@ def test_the_method_name_is_read_as_the_registry_reads_it():
     b = MLPRegressor(hidden_layer_sizes=(4,), max_iter=1, method="sibp", random_state=0).fit(X, y)
     assert a.method_.hyperparameters() == b.method_.hyperparameters()
     assert a.method_.eta == 0.1
+
+
+# ------------------------------------------------------------------ nested parameters and attributes
+def test_grid_search_over_a_method_objects_hyperparameters():
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+    X, y = blobs()
+    est = MLPClassifier(hidden_layer_sizes=(8,), method=SIBP(), max_iter=3, random_state=0)
+    assert est.get_params()["method__eta"] == 1.0 and "method__lam" in est.get_params()
+    grid = GridSearchCV(est, {"method__eta": [0.1, 1.0], "method__lam": [0.5, 2.0]}, cv=2).fit(X, y)
+    assert len(grid.cv_results_["params"]) == 4
+    best = grid.best_estimator_
+    assert best.method.eta == grid.best_params_["method__eta"] == best.method_.eta
+    assert est.method.eta == 1.0 and est.method.state == {}  # the given object is never trained
+    again = clone(best)
+    assert again.method is not best.method and again.method.get_params() == best.method.get_params()
+    back = pickle.loads(pickle.dumps(best))
+    np.testing.assert_array_equal(back.predict(X), best.predict(X))
+
+
+def test_a_method_object_trains_as_its_name_does():
+    X, y = blobs()
+    by_name = MLPClassifier(hidden_layer_sizes=(8,), method="sgd", max_iter=3, random_state=0).fit(X, y)
+    by_object = MLPClassifier(hidden_layer_sizes=(8,), method=SGD(), max_iter=3, random_state=0).fit(X, y)
+    for a, b in zip(by_name.coefs_, by_object.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nested_parameters_reach_a_nested_optimizer_and_unknown_ones_are_named():
+    m = ProxBP(optimizer=SGD(lr=0.1))
+    m.set_params(optimizer__lr=0.5, eta=2.0)
+    assert m.optimizer.lr == 0.5 and m.eta == 2.0 and m.get_params()["optimizer__lr"] == 0.5
+    with pytest.raises(ValueError, match="SIBP has no hyperparameter 'lr'.*hyperparameters are"):
+        SIBP().set_params(lr=1.0)
+    with pytest.raises(ValueError, match="method='sibp' is a name.*method__eta"):
+        MLPClassifier().set_params(method__eta=1.0)
+    X, y = blobs()
+    with pytest.warns(FutureWarning, match="method_params is deprecated"), \
+            pytest.raises(TypeError, match=r"method_params=\{'lr': 1.0\}: SIBP got an unexpected keyword"):
+        MLPClassifier(method_params={"lr": 1.0}, max_iter=1).fit(X, y)
+    with pytest.raises(TypeError, match="method must be a method name"):
+        MLPClassifier(method=3, max_iter=1).fit(X, y)
+
+
+def test_the_attributes_scikit_learn_users_read():
+    X, y = blobs()
+    est = MLPClassifier(hidden_layer_sizes=(8, 5), max_iter=4, tol=0.0, random_state=0).fit(X, y)
+    assert [c.shape for c in est.coefs_] == [(4, 8), (8, 5), (5, 3)]  # (n_in, n_out), as scikit-learn
+    assert [b.shape for b in est.intercepts_] == [(8,), (5,), (3,)]
+    np.testing.assert_array_equal(est.coefs_[0], est.model_.weights[0].T)
+    assert len(est.loss_curve_) == est.n_iter_ == 4 and est.best_loss_ == min(est.loss_curve_)
+    assert est.validation_scores_ is None and est.best_validation_score_ is None
+    assert est.t_ == 4 * len(X)
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, early_stopping=True, random_state=0).fit(X, y)
+    assert len(est.validation_scores_) == est.n_iter_ and est.best_loss_ is None
+    assert est.best_validation_score_ == max(est.validation_scores_)
+    est.partial_fit(X, y)
+    assert est.t_ == est.n_iter_ * 108  # every epoch held out 12 of the 120 samples
