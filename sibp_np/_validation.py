@@ -77,9 +77,10 @@ def check_X(X, n_features, backend, dtype, name="X", values=True):
             raise TypeError(f"{name} is a masked array with masked entries; fill them first "
                             f"({name}.filled(value)) or drop those rows")
         X = X.data
-    if not (isinstance(X, np.ndarray) or backend.is_array(X)):
-        raise TypeError(f"{name} must be an array of shape (n_samples, {n_features}), "
-                        f"got {type(X).__name__}")
+    sparse = backend.is_sparse(X)
+    if not (isinstance(X, np.ndarray) or backend.is_array(X) or sparse):
+        raise TypeError(f"{name} must be an array (dense, or scipy.sparse) of shape (n_samples, "
+                        f"{n_features}), got {type(X).__name__}")
     if X.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {tuple(X.shape)}")
     if X.shape[0] == 0:
@@ -93,8 +94,11 @@ def check_X(X, n_features, backend, dtype, name="X", values=True):
                         f"precision for the inner solvers)")
     if kind not in "fiub":
         raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
-    out = xp.ascontiguousarray(backend.asarray(X, dtype=dtype))
-    if values and not backend.to_bool(xp.isfinite(out).all()):
+    if sparse:  # kept sparse (CSR): it only meets the first layer's products
+        out = backend.as_sparse(X, dtype)
+    else:
+        out = xp.ascontiguousarray(backend.asarray(X, dtype=dtype))
+    if values and not backend.to_bool(backend.all_finite(out)):
         raise ValueError(f"{name} contains NaN or inf")
     return out
 
@@ -183,10 +187,10 @@ def check_Xy(X, y, n_features, n_outputs, regression, backend, dtype, names=("X"
     X = check_X(X, n_features, backend, dtype, name=names[0], values=False)
     if regression:
         y = check_targets(y, X.shape[0], n_outputs, backend, dtype, name=names[1], values=False)
-        finite = backend.to_host(xp.stack([xp.isfinite(X).all(), xp.isfinite(y).all()]))
+        finite = backend.to_host(xp.stack([backend.all_finite(X), xp.isfinite(y).all()]))
     else:
         y = check_y(y, X.shape[0], n_outputs, backend, name=names[1], values=False)
-        finite = backend.to_host(xp.stack([xp.isfinite(X).all().astype(xp.int64), y.min(), y.max()]))
+        finite = backend.to_host(xp.stack([backend.all_finite(X).astype(xp.int64), y.min(), y.max()]))
     if not finite[0]:
         raise ValueError(f"{names[0]} contains NaN or inf")
     if regression and not finite[1]:

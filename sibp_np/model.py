@@ -192,7 +192,7 @@ class MLP(persist.Persistent):
         delta = delta_N
         for i in range(self.n_layers - 1, -1, -1):
             dG = self.activation_of(i).backprop(G[i + 1], delta)
-            grads[2 * i] = dG.T @ F[i]
+            grads[2 * i] = self.backend.t_matmul(dG, F[i])  # dG^T F_i (F_1 = X may be sparse)
             grads[2 * i + 1] = dG.sum(axis=0)
             if i > 0:
                 delta = dG @ self._W[i]

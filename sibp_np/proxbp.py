@@ -68,8 +68,8 @@ class _PrimalOperator:
     """``P -> P (A_bar^T A_bar + lam I)`` on ``P = [PW Pb]`` (rows: output units), two products with
     the batch ``F`` (n_samples, n_in) per application."""
 
-    def __init__(self, xp, F, lam):
-        self.xp, self.F, self.lam = xp, F, lam
+    def __init__(self, backend, F, lam):
+        self.backend, self.xp, self.F, self.lam = backend, backend.xp, F, lam
 
     def start(self, R):
         return tuple(a.copy() for a in R)
@@ -78,7 +78,7 @@ class _PrimalOperator:
         PW, Pb = p
         V = self.F @ PW.T
         V += Pb  # A_bar P^T, shape (n_samples, n_out)
-        return V.T @ self.F + self.lam * PW, V.sum(axis=0) + self.lam * Pb
+        return self.backend.t_matmul(V, self.F) + self.lam * PW, V.sum(axis=0) + self.lam * Pb
 
     def norm2(self, r):
         return (r[0] * r[0]).sum(axis=1) + r[1] * r[1]
@@ -217,7 +217,7 @@ class ProxBP(Method):
             if form == "dual":  # the right-hand side eta dz^T A_bar is never formed
                 pseudo[2 * i], pseudo[2 * i + 1] = self._prox_direction_dual(model, i + 1, F[i], eta * dz[i])
                 continue
-            gW, gb = dz[i].T @ F[i], dz[i].sum(axis=0)
+            gW, gb = model.backend.t_matmul(dz[i], F[i]), dz[i].sum(axis=0)
             if form == "explicit":  # the output layer's explicit step
                 pseudo[2 * i], pseudo[2 * i + 1] = eta * gW, eta * gb
             else:
@@ -249,7 +249,7 @@ class ProxBP(Method):
         xp = model.xp
         dt = Gc.dtype.type
         lam = dt(self.lam)
-        K = F @ F.T
+        K = model.backend.gram(F)
         K += dt(1)  # the column of ones in A_bar
         if self.linear_solve == "exact":
             KL = K.copy()
@@ -260,14 +260,14 @@ class ProxBP(Method):
             C = xp.ascontiguousarray(C.astype(Gc.dtype, copy=False))
         else:
             C = block_cg(_RowSpaceOperator(xp, K, lam), (Gc,), self.cg_steps)[0]
-        return C.T @ F, C.sum(axis=0)
+        return model.backend.t_matmul(C, F), C.sum(axis=0)
 
     def _prox_direction(self, model, layer, F, RW, Rb):
         """``Delta = [DW Db]`` solving ``Delta (A_bar^T A_bar + lam I) = R`` with ``R = [RW Rb]``."""
         if self.linear_solve == "exact":
             return self._exact(model, layer, F, RW, Rb)
         dt = RW.dtype.type
-        return block_cg(_PrimalOperator(model.xp, F, dt(self.lam)), (RW, Rb), self.cg_steps)
+        return block_cg(_PrimalOperator(model.backend, F, dt(self.lam)), (RW, Rb), self.cg_steps)
 
     def _exact(self, model, layer, F, RW, Rb):
         """``Delta`` by Cholesky on ``A_bar^T A_bar + lam I`` ((n_in+1)^2) for layer ``layer`` (W_layer)."""
@@ -275,8 +275,8 @@ class ProxBP(Method):
         dt = RW.dtype.type
         n, n_in = F.shape
         A = xp.empty((n_in + 1, n_in + 1), dtype=F.dtype)
-        A[:n_in, :n_in] = F.T @ F
-        s = F.sum(axis=0)
+        A[:n_in, :n_in] = model.backend.t_matmul(F, F)
+        s = model.backend.colsum(F)
         A[:n_in, n_in] = s
         A[n_in, :n_in] = s
         A[n_in, n_in] = n

@@ -66,6 +66,12 @@ class _ProxLeastSquares:
         self.flops += 2 * a.shape[0] * a.shape[1] * b.shape[1]
         return a @ b
 
+    def _mm_t(self, a, F):
+        """A counted ``a^T F`` (``F`` may be a sparse input, :meth:`Backend.t_matmul`)."""
+        self.matmuls += 1
+        self.flops += 2 * a.shape[1] * a.shape[0] * F.shape[1]
+        return self.backend.t_matmul(a, F)
+
     def _vdot(self, a, b):
         return self.scalar(self.xp.vdot(a.ravel(), b.ravel()))
 
@@ -174,7 +180,7 @@ class WeightSubproblem(_PrimalProblem):
 
     def gradient(self):
         M = self.act.residual(self.backend, self.Z, self.T)
-        g = self._mm(M.T, self.F)
+        g = self._mm_t(M, self.F)
         g *= g.dtype.type(2)
         g += self.backend.cast(self.lam, self.x.dtype) * (self.x - self.xk)
         return g
@@ -205,7 +211,9 @@ class DualWeightSubproblem(_ProxLeastSquares):
     def __init__(self, backend, act, F, Z, T, W, lam, work, device=False):
         super().__init__(backend, act, Z, T, lam, work, device)
         self.F, self.x = F, W
-        self.K = self._mm(F, F.T)
+        self.matmuls += 1
+        self.flops += 2 * F.shape[0] * F.shape[1] * F.shape[0]
+        self.K = backend.gram(F)  # F F^T (F may be a sparse input)
         self.Ce = self.xp.zeros_like(Z)
         self.KCe = self.xp.zeros_like(Z)
 
@@ -266,7 +274,7 @@ class DualWeightSubproblem(_ProxLeastSquares):
         self.Z += work
 
     def finish(self):
-        self.x += self._mm(self.Ce.T, self.F)
+        self.x += self._mm_t(self.Ce, self.F)
 
 
 class BiasSubproblem(_PrimalProblem):
@@ -797,7 +805,7 @@ class SIBP(Method):
         if self._prox_metric_in_use() == "weights":
             return self.lam, self.lam
         n, n_in = F.shape
-        scale = _read(backend, backend.xp.vdot(F.ravel(), F.ravel()), device) / n_in
+        scale = _read(backend, backend.sqnorm(F), device) / n_in
         return self.lam * _at_least_1(backend.xp, scale), self.lam * n
 
     def _spectral_norm(self, backend, W, i, device=False):
@@ -835,9 +843,9 @@ class SIBP(Method):
         """
         dt = W.dtype.type
         lam = backend.cast(lam_W, W.dtype)
-        A = dt(2) * (F.T @ F)
+        A = dt(2) * backend.t_matmul(F, F)
         A.ravel()[:: A.shape[0] + 1] += lam  # the diagonal, on any backend
-        rhs = dt(2) * ((T - b).T @ F) + lam * W  # (n_out, n_in)
+        rhs = dt(2) * backend.t_matmul(T - b, F) + lam * W  # (n_out, n_in)
         W[...] = backend.solve_spd(A, rhs.T, what=f"lam={self.lam}: the exact output solve's matrix "
                                    f"2 F^T F + lam I (W_{layer})",
                                    hint="use a larger lam or linear_solve='ncg'").T

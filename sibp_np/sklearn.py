@@ -87,7 +87,8 @@ class _BaseMLP(BaseEstimator):
 
     def _validate(self, X, y, reset):
         X, y = validate_data(self, X, y, reset=reset, dtype=[np.float64, np.float32],
-                             multi_output=self._loss == "mse", y_numeric=self._loss == "mse")
+                             accept_sparse=("csr", "csc"), multi_output=self._loss == "mse",
+                             y_numeric=self._loss == "mse")
         return X, y
 
     def _max_epochs(self):
@@ -195,6 +196,11 @@ class _BaseMLP(BaseEstimator):
                              f"method=sibp_np.get_method({method!r}), and tune it as {nested[0]}")
         return super().set_params(**params)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR/CSC, kept sparse: only the first layer's products see it
+        return tags
+
     def _split(self, X, Y):
         n_val = max(1, int(round(self.validation_fraction * X.shape[0])))
         if n_val >= X.shape[0]:
@@ -207,7 +213,7 @@ class _BaseMLP(BaseEstimator):
     def _checked(self, X):
         """The fitted network in float64 and ``X`` checked against it."""
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32], accept_sparse=("csr", "csc"))
         return self.model_.astype("float64"), X
 
 

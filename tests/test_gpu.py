@@ -303,3 +303,21 @@ def test_cuda_graph_replay_gives_the_steps_without_it(gpu, dtype):
     np.testing.assert_allclose(runs[None][0], runs[False][0], **tol)
     for p, q in zip(runs[False][1], runs[None][1]):
         np.testing.assert_allclose(q, p, **tol)
+
+
+@pytest.mark.parametrize("name", ["sibp", "sibp-dual", "proxbp", "adam"])
+def test_a_sparse_input_on_cupy_gives_the_dense_iterates(gpu, name):
+    # a scipy.sparse minibatch becomes cupyx.scipy.sparse CSR on the device, and stays sparse
+    import scipy.sparse as sp
+    make = {"sibp": SIBP, "sibp-dual": lambda: SIBP(weight_form="dual"), "proxbp": ProxBP, "adam": Adam}[name]
+    r = np.random.default_rng(0)
+    X = r.normal(size=(40, 50)) * (r.random((40, 50)) < 0.15)
+    y = r.integers(0, 3, 40)
+    dense, sparse = (MLP([50, 9, 3], seed=0, dtype="float64", init_std=0.3, backend="cupy") for _ in range(2))
+    md, ms = make(), make()
+    for k in range(3):
+        rows = slice(10 * k, 10 * k + 10)
+        md.step(dense, X[rows], y[rows])
+        ms.step(sparse, sp.csr_matrix(X[rows]), y[rows])
+    for p, q in zip(dense.params(), sparse.params()):
+        np.testing.assert_allclose(gpu.to_host(q), gpu.to_host(p), rtol=1e-10, atol=1e-12)

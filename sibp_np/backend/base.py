@@ -50,7 +50,7 @@ def _note_sync():
 
 #: The ops whose code here is not generic in ``xp`` (it calls SciPy, or NumPy has no such thing): every
 #: device backend overrides them.
-DEVICE_OPS = ("_solve_spd", "capture")
+DEVICE_OPS = ("_solve_spd", "capture", "is_sparse", "as_sparse")
 
 
 class NotPositiveDefinite(numpy.linalg.LinAlgError):  # a ValueError too
@@ -115,6 +115,46 @@ class Backend:
 
     def is_array(self, a):
         return isinstance(a, self.xp.ndarray)
+
+    # ------------------------------------------------------------------ sparse inputs
+    # A sparse X (scipy.sparse CSR/CSC; cupyx.scipy.sparse on the GPU) only ever meets the first layer,
+    # through the four products below: ``X W^T`` (plain ``@``), ``A^T X``, ``X X^T``, and reductions.
+    def is_sparse(self, a):
+        """Whether ``a`` is a sparse matrix or array (SciPy's)."""
+        import scipy.sparse
+        return scipy.sparse.issparse(a)
+
+    def as_sparse(self, a, dtype):
+        """``a`` (any sparse format) as a CSR array of ``dtype`` on this backend, duplicates summed."""
+        import scipy.sparse
+        out = scipy.sparse.csr_array(a, dtype=dtype)
+        out.sum_duplicates()
+        return out
+
+    def t_matmul(self, A, F):
+        """``A^T F`` (dense), also for a sparse ``F``: there as ``(F^T A)^T``."""
+        if not self.is_sparse(F):
+            return A.T @ F
+        out = F.T @ A
+        return self.xp.ascontiguousarray((out.toarray() if self.is_sparse(out) else out).T)
+
+    def gram(self, F):
+        """``F F^T`` (dense), also for a sparse ``F``."""
+        out = F @ F.T
+        return out.toarray() if self.is_sparse(out) else out
+
+    def sqnorm(self, F):
+        """``||F||_F^2`` as a 0-d array, also for a sparse ``F`` (its stored values)."""
+        a = F.data if self.is_sparse(F) else F.ravel()
+        return self.xp.vdot(a, a)
+
+    def colsum(self, F):
+        """``F.sum(axis=0)`` as a 1-D array, also for a sparse ``F``."""
+        return self.xp.asarray(F.sum(axis=0)).ravel() if self.is_sparse(F) else F.sum(axis=0)
+
+    def all_finite(self, X):
+        """``isfinite(X).all()`` as a 0-d array (not read), also for a sparse ``X``."""
+        return self.xp.isfinite(X.data if self.is_sparse(X) else X).all()
 
     def synchronize(self):
         """Wait for queued device work (a no-op on the CPU)."""

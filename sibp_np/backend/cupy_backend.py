@@ -83,6 +83,17 @@ class CupyBackend(Backend):
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()
 
+    def is_sparse(self, a):
+        import cupyx.scipy.sparse
+        import scipy.sparse
+        return cupyx.scipy.sparse.issparse(a) or scipy.sparse.issparse(a)
+
+    def as_sparse(self, a, dtype):
+        import cupyx.scipy.sparse
+        out = cupyx.scipy.sparse.csr_matrix(a, dtype=dtype)
+        out.sum_duplicates()
+        return out
+
     def _solve_spd(self, A, B):
         # cuSOLVER's Cholesky (potrf) and two triangular solves. CuPy checks potrf's info only under
         # errstate(linalg="raise"); a matrix that is not numerically positive definite then raises
