@@ -89,7 +89,9 @@ class DivergenceCheck(Callback):
 
     def on_record(self, run, record):
         if not math.isfinite(record["train_loss"]):
-            self._diverge(run, "the training-set loss is not finite (overflowing logits)")
+            what = ("the outputs are so far from the targets that their squared error overflows"
+                    if run.model.task == "regression" else "the logits overflow the softmax")
+            self._diverge(run, f"the training-set loss is not finite ({what})")
 
     def _diverge(self, run, reason):
         info = {"epoch": run.epoch, "iteration": run.iteration, "method": run.history.config["method"],
@@ -323,6 +325,8 @@ class ProgressTable(Callback):
         score = "r2" if "train_r2" in record else "acc"  # R^2 for a regression, accuracy otherwise
         columns = (("train_loss", 10, 4), (f"train_{score}", 9, 4), ("val_loss", 9, 4),
                    (f"val_{score}", 8, 4), ("train_seconds", 8, 2))
+        # the step in use, where a schedule changes it (StepSchedule records it as "eta" or "lr")
+        columns += tuple((k, 9, None) for k in ("eta", "lr") if k in record)
         if len(run.history) == 1:
             print(f"{'epoch':>5} {'iters':>7} " + " ".join(f"{k.replace('train_seconds', 'seconds'):>{w}}"
                                                           for k, w, _ in columns), file=out)
@@ -331,4 +335,7 @@ class ProgressTable(Callback):
 
 
 def _cell(value, width, places):
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{places}f}"
+    """``value`` right-aligned: ``places`` decimals, or 4 significant digits where ``places`` is None."""
+    if value is None:
+        return f"{'-':>{width}}"
+    return f"{value:>{width}.4g}" if places is None else f"{value:>{width}.{places}f}"

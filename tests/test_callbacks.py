@@ -69,3 +69,19 @@ def test_eval_every_and_time_budget_take_one_record_per_iteration():
     h = fit(small_problem()[0], SGD(lr=0.1), X, y, epochs=2, batch_size=10, verbose=0, seed=0,
             eval_every=2)
     assert h["iterations"] == [0, 2, 4, 6, 8]  # epoch ends coincide with eval points: no duplicates
+
+
+def test_the_table_shows_the_step_a_schedule_sets(capsys):
+    model, X, y = small_problem()
+    fit(model, SGD(lr=0.4), X, y, epochs=2, batch_size=10, verbose=1, seed=0, schedule="inverse")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[-1] == "lr"
+    assert [float(row.split()[-1]) for row in lines[1:]] == [0.4, 0.4, 0.2]  # lr / epoch
+
+
+def test_a_diverged_regression_is_named_by_its_outputs():
+    from sibp_np import MLP
+    model = MLP([3, 4, 1], loss="mse", dtype="float64", seed=0)
+    X, Y = np.ones((6, 3)), np.full((6, 1), 1e200)  # a squared error of 1e400 overflows
+    h = fit(model, SGD(lr=1e-30), X, Y, epochs=1, batch_size=6, verbose=0)
+    assert "squared error overflows" in h.diverged["reason"] and "logits" not in h.diverged["reason"]
