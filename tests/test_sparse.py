@@ -97,3 +97,20 @@ def test_the_estimators_take_sparse_text_features():
     clf.fit(X[:200], labels[:200])
     assert clf.score(X[200:], labels[200:]) > 0.9  # the topic words separate the classes widely
     np.testing.assert_allclose(clf.predict_proba(X[200:]), clf.predict_proba(X[200:].toarray()), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_unsorted_sparse_input_is_never_changed_and_its_duplicates_count(dtype):
+    # a CSR matrix with unsorted indices and a duplicate entry, as text vectorizers and COO sums make
+    # them: the conversion may share index arrays, and sorting them in place once corrupted the input
+    X = sp.csr_matrix((np.array([1.0, 2.0, 3.0, 4.0], dtype=dtype), np.array([3, 0, 2, 2]),
+                       np.array([0, 2, 4])), shape=(2, 5))
+    assert not X.has_sorted_indices
+    before = X.indices.copy(), X.data.copy()
+    model = MLP([5, 2], seed=0, dtype=dtype)
+    np.testing.assert_allclose(model.forward(X), model.forward(X.toarray()), rtol=1e-6)
+    SIBP().step(model, X, np.array([0, 1]))
+    np.testing.assert_array_equal(X.indices, before[0])
+    np.testing.assert_array_equal(X.data, before[1])
+    be = get_backend("numpy")
+    assert float(be.sqnorm(be.as_sparse(X, dtype))) == pytest.approx((X.toarray() ** 2).sum())  # 1 + 4 + 49

@@ -125,10 +125,14 @@ class Backend:
         return scipy.sparse.issparse(a)
 
     def as_sparse(self, a, dtype):
-        """``a`` (any sparse format) as a CSR array of ``dtype`` on this backend, duplicates summed."""
+        """``a`` (any sparse format) as a CSR array of ``dtype`` on this backend, in canonical form
+        (sorted indices, duplicates summed). The caller's matrix is never changed: a conversion may
+        share its index arrays, so a matrix that needs sorting is copied first."""
         import scipy.sparse
         out = scipy.sparse.csr_array(a, dtype=dtype)
-        out.sum_duplicates()
+        if not out.has_canonical_format:
+            out = scipy.sparse.csr_array(a, dtype=dtype, copy=True)
+            out.sum_duplicates()
         return out
 
     def t_matmul(self, A, F):

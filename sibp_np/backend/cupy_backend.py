@@ -90,7 +90,7 @@ class CupyBackend(Backend):
 
     def as_sparse(self, a, dtype):
         import cupyx.scipy.sparse
-        out = cupyx.scipy.sparse.csr_matrix(a, dtype=dtype)
+        out = cupyx.scipy.sparse.csr_matrix(a, dtype=dtype, copy=True)  # never sorts the caller's arrays
         out.sum_duplicates()
         return out
 
