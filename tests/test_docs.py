@@ -50,3 +50,25 @@ def test_worked_example_matches_an_independent_computation(capsys):
                                    rtol=1e-12)
     for row in out["stats"]:  # every subproblem's objective went down (or stayed)
         assert row["f"] <= row["f0"]
+
+
+def test_the_which_method_table_names_commands_that_parse():
+    # each row's command (last column) is one that this checkout's tools accept as written
+    import importlib.util
+    import shlex
+
+    from sibp_np.cli import build_parser
+    text = README.read_text()
+    section = text[text.index("## Which method?"):text.index("## scikit-learn estimators")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    assert [r.split("|")[1].strip() for r in rows] == ["`SIBP()`", "`Adam()`", "`SGD()`", "`ProxBP()`"]
+    spec = importlib.util.spec_from_file_location("bench", README.parent / "tools" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for row in rows:
+        command = re.findall(r"`([^`]*)`", row.split("|")[4])[0]
+        argv = shlex.split(command)
+        if argv[:2] == ["python", "tools/bench.py"]:
+            assert bench.parse_args(argv[2:]) is not None, command
+        else:
+            assert argv[0] == "sibp-np" and build_parser().parse_args(argv[1:]).command, command

@@ -232,7 +232,8 @@ def memory_report(a):
     print("ratio = (peak - base) / (data + params + state); the goal is at most 2.5")
 
 
-def main(argv=None):
+def parse_args(argv=None):
+    """The command line of this tool (also read by the README test of "Which method?")."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="numpy")
     p.add_argument("--layers", default="784,500,10")
@@ -259,7 +260,11 @@ def main(argv=None):
                         "float32 samples, batch 100, per method (each in its own subprocess)")
     p.add_argument("--memory-steps", type=int, default=20,
                    help="minibatch steps after fit's full-set evaluation in --memory (20)")
-    a = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    a = parse_args(argv)
     print(f"environment: {json.dumps(environment())}")
     if a.memory:
         return memory_report(a)
