@@ -1,7 +1,9 @@
 """The one protocol every training method follows, its hyperparameters, and the registry of methods.
 
 ``method.step(model, X, y) -> float`` runs one iteration on one minibatch and returns that minibatch's
-batch-mean loss *before* the update. ``y`` holds integer labels, or real targets for a regression
+batch-mean loss *before* the update. ``step(model, X, y, checked=True)`` skips the input checks for
+arrays that ``model.check_Xy`` already returned (``fit`` passes its minibatches so: the training set is
+checked once, not once per step). ``y`` holds integer labels, or real targets for a regression
 model. The training loop only ever calls ``step``, so it never branches on the method.
 
 A method's hyperparameters are its constructor's arguments, stored under the same names (as in
@@ -130,7 +132,7 @@ class Method:
             name = self._warn_renamed(name)
         object.__setattr__(self, name, value)
 
-    def step(self, model, X, y):  # pragma: no cover - abstract
+    def step(self, model, X, y, checked=False):  # pragma: no cover - abstract
         raise NotImplementedError
 
     @classmethod

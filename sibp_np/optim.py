@@ -29,8 +29,11 @@ class Optimizer(Method):
     parameter.
     """
 
-    def step(self, model, X, y):
-        X, y = model.check_Xy(X, y)
+    def step(self, model, X, y, checked=False):
+        """One update on ``(X, y)``; returns the batch-mean loss before it (``checked``: ``X, y`` come
+        from ``model.check_Xy`` already)."""
+        if not checked:
+            X, y = model.check_Xy(X, y)
         loss, grads = model.loss_and_grads(X, y)
         self.update(model.params(), grads, overwrite_grads=True)  # the gradients are ours
         return loss

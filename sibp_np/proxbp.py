@@ -197,9 +197,11 @@ class ProxBP(Method):
             setattr(self, name, value)
         self.last_forms = []
 
-    def step(self, model, X, y):
-        """One ProxBP iteration on ``(X, y)``; returns the batch-mean loss before it."""
-        X, y = model.check_Xy(X, y)
+    def step(self, model, X, y, checked=False):
+        """One ProxBP iteration on ``(X, y)``; returns the batch-mean loss before it (``checked``: ``X, y``
+        come from ``model.check_Xy`` already)."""
+        if not checked:
+            X, y = model.check_Xy(X, y)
         G, F = model.forward_cache(X)
         L = model.n_layers
         eta = model.dtype.type(self.eta)

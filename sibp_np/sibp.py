@@ -668,9 +668,11 @@ class SIBP(Method):
                              f"linear_solve={self.linear_solve!r}")
 
     # --------------------------------------------------------------------------------------
-    def step(self, model, X, y):
-        """One SIBP iteration (Algorithm 1) on the minibatch ``(X, y)``; returns the loss before it."""
-        X, y = model.check_Xy(X, y)
+    def step(self, model, X, y, checked=False):
+        """One SIBP iteration (Algorithm 1) on the minibatch ``(X, y)``; returns the loss before it.
+        ``checked``: ``X, y`` come from ``model.check_Xy`` already."""
+        if not checked:
+            X, y = model.check_Xy(X, y)
         return model.backend.to_float(self._graphs.run(model, X, y))
 
     def _algorithm1(self, model, X, y):

@@ -4,6 +4,7 @@
 checks, periodic records, time budgets, checkpoints, the progress table) is a callback
 (:mod:`sibp_np.callbacks`); its keyword arguments are shortcuts that build them.
 """
+import inspect
 import time
 
 import numpy as np
@@ -85,6 +86,7 @@ class Run:
         if bad:
             raise TypeError(f"callbacks must be sibp_np.Callback instances, got {bad[0]!r}")
         self.model, self.method, self.callbacks, self.shuffle = model, method, list(callbacks), shuffle
+        self._takes_checked = "checked" in inspect.signature(method.step).parameters
         self.rng = np.random.default_rng(check_seed("seed", seed))
         reserved = sorted(set(config or {}) & set(RECORDED))
         if reserved:
@@ -106,6 +108,13 @@ class Run:
     @property
     def elapsed_seconds(self):
         return self.seconds_before + self.epoch_seconds
+
+    def step(self, X_b, y_b):
+        """``method.step`` on a minibatch of the checked training set, telling a method that takes
+        ``checked`` (every built-in one) not to check it again."""
+        if self._takes_checked:
+            return self.method.step(self.model, X_b, y_b, checked=True)
+        return self.method.step(self.model, X_b, y_b)
 
     def stop(self):
         """Ask the loop to return the history once the current callbacks have run."""
@@ -248,7 +257,7 @@ def fit(model, method, X, y, *, val=None, epochs, batch_size=100, shuffle=True, 
         for X_b, y_b in run.minibatches():
             t0 = time.perf_counter()
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                loss = method.step(model, X_b, y_b)  # a diverging run overflows: DivergenceCheck
+                loss = run.step(X_b, y_b)  # a diverging run overflows: DivergenceCheck
             model.backend.synchronize()
             run.end_step(loss, time.perf_counter() - t0)
             run.notify("on_step_end")

@@ -184,3 +184,16 @@ def test_params_finite_sees_nan_and_inf_but_not_huge_finite_values():
         m = model.copy()
         m.params()[2][1, 3] = value  # in place, as the update rules change them
         assert m.params_finite() is finite, value
+
+
+def test_fit_checks_the_training_set_once_not_every_minibatch(monkeypatch):
+    model, X, y = small_problem()
+    calls = []
+    real = type(model).check_Xy
+    monkeypatch.setattr(type(model), "check_Xy",
+                        lambda self, *a, **k: (calls.append(1), real(self, *a, **k))[1])
+    h = fit(model, SGD(lr=0.1), X, y, epochs=2, batch_size=10, verbose=0, seed=0)  # 8 steps
+    assert len(calls) == 1 + len(h)  # the training set once, and each record's evaluation; no step
+    calls.clear()
+    SGD(lr=0.1).step(model, X[:10], y[:10])  # called directly, a step checks its input
+    assert len(calls) == 1

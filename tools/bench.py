@@ -182,6 +182,50 @@ def time_to_accuracy(a):
             reached = last["val_acc"] >= a.target
             secs = f"{last['elapsed_seconds']:.1f}" if reached else f"> {a.max_seconds:g}"
             print(f"| {label} | {secs} | {last['epoch_float']:.2f} | {last['val_acc']:.4f} |", flush=True)
+        torch_row = torch_time_to_accuracy(data, a)
+        if torch_row:
+            print(torch_row, flush=True)
+
+
+def torch_time_to_accuracy(data, a):
+    """The same race for PyTorch's Adam (lr 1e-3) from our initial weights and minibatch order, when
+    torch is importable (a benchmark-only dependency): a table row, or None."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from sibp_np import MLP
+    torch.set_num_threads(a.threads)
+    model = MLP([784, 500, 10], seed=0)
+    net = torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 10))
+    with torch.no_grad():
+        for lin, W, b in zip((net[0], net[2]), model.weights, model.biases):
+            lin.weight.copy_(torch.from_numpy(np.asarray(W)))
+            lin.bias.copy_(torch.from_numpy(np.asarray(b)))
+    opt, loss_fn = torch.optim.Adam(net.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
+    X, y = torch.from_numpy(data.X_train.astype(np.float32)), torch.from_numpy(data.y_train.astype(np.int64))
+    Xv, yv = torch.from_numpy(data.X_val.astype(np.float32)), torch.from_numpy(data.y_val.astype(np.int64))
+    rng, n, seconds, steps, acc = np.random.default_rng(0), X.shape[0], 0.0, 0, 0.0
+    while seconds < a.max_seconds:
+        order = torch.from_numpy(rng.permutation(n))
+        for j in range(0, n, 100):
+            idx = order[j:j + 100]
+            t = time.perf_counter()
+            opt.zero_grad()
+            loss_fn(net(X[idx]), y[idx]).backward()
+            opt.step()
+            seconds += time.perf_counter() - t
+            steps += 1
+            if steps % 55 == 0:
+                with torch.no_grad():
+                    acc = float((net(Xv).argmax(1) == yv).float().mean())
+                if acc >= a.target:
+                    break
+        else:
+            continue
+        break
+    secs = f"{seconds:.1f}" if acc >= a.target else f"> {a.max_seconds:g}"
+    return f"| PyTorch Adam lr=1e-3 (same init) | {secs} | {steps * 100 / n:.2f} | {acc:.4f} |"
 
 
 MEMORY_SCRIPT = r"""
@@ -244,6 +288,9 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="float32")
     p.add_argument("--methods", default="sgd,adam,sibp,proxbp")
     p.add_argument("--quick", action="store_true", help="11,000 samples, 1 repeat")
+    p.add_argument("--small", action="store_true",
+                   help="the small net where scikit-learn users live: 64-100-10 (digits-sized), 17,970 "
+                        "samples, methods sgd,adam,sibp, 5 repeats")
     p.add_argument("--time-to-accuracy", action="store_true",
                    help="seconds to --target validation accuracy on Fashion-MNIST (SIBP, Adam, SGD)")
     p.add_argument("--target", type=float, default=0.86)
@@ -260,7 +307,10 @@ def parse_args(argv=None):
                         "float32 samples, batch 100, per method (each in its own subprocess)")
     p.add_argument("--memory-steps", type=int, default=20,
                    help="minibatch steps after fit's full-set evaluation in --memory (20)")
-    return p.parse_args(argv)
+    a = p.parse_args(argv)
+    if a.small:
+        a.layers, a.samples, a.methods, a.repeats = "64,100,10", 17970, "sgd,adam,sibp", 5
+    return a
 
 
 def main(argv=None):

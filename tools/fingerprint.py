@@ -10,6 +10,18 @@ SGD with momentum, SIBP's primal, dual and exact-output forms, ``compat="matlab"
 solves) on 784-500-10, 784-600x4-10 and 200-300-300-10, the same digest after 12 minibatch steps from
 seed 0 (the ``steps`` part). Two fingerprints from the same machine and thread
 count are equal iff every run gave the same numbers, bit for bit (`cmp before.json after.json`).
+
+The statistical gate, for changes that may move roundings (a fused or reordered sum):
+
+    python tools/fingerprint.py --stat OUT.json [--fashion]    # run once before and once after
+    python tools/fingerprint.py --compare BEFORE.json AFTER.json
+
+``--stat`` records the mnist-5k step-size grid over 3 seeds (784-500-10, 5 epochs; SIBP over eta, SGD
+over lr, each over 100 ... 0.01, and Adam at lr 1e-3), the deep-network row of SIBP's default
+(784-600x10-10 from N(0, 0.05^2), mnist-5k, 2 epochs, eta 0.1, 1, 10, seed 0), and with ``--fashion``
+SIBP's best Table 1 cell on Fashion-MNIST (eta 1, lam 1, 2 epochs, 5 runs). ``--compare`` passes when
+the mean train and validation accuracies per step size move by at most 0.005, each deep-network cell
+by at most 0.02, and the Fashion cell's mean by at most its standard deviation over the runs.
 """
 import hashlib
 import json
@@ -51,8 +63,82 @@ def step_rows(steps=12, batch=100):
     return rows
 
 
+STAT_SEEDS = (0, 1, 2)
+DEEP = [784] + [600] * 10 + [10]
+
+
+def _final(model, method, data, epochs, seed, batch_size=100):
+    with np.errstate(all="ignore"):
+        h = fit(model, method, *data.train, val=data.val, epochs=epochs, batch_size=batch_size, seed=seed,
+                verbose=0)
+    return [h.last["train_acc"], h.last["val_acc"]]
+
+
+def stat_rows(fashion=False):
+    """The statistics the gate compares (see the module docstring)."""
+    out = {"grid": {}, "deep": {}, "fashion": None}
+    data = load_dataset("mnist-5k")
+    for name, param in (("sibp", "eta"), ("sgd", "lr")):
+        for v in GRID:
+            runs = [_final(MLP([784, 500, 10], seed=s), get_method(name, **{param: v}), data, 5, s)
+                    for s in STAT_SEEDS]
+            out["grid"][f"{name} {param}={v:g}"] = np.mean(runs, axis=0).tolist()
+            print(name, v, out["grid"][f"{name} {param}={v:g}"], flush=True)
+    runs = [_final(MLP([784, 500, 10], seed=s), get_method("adam"), data, 5, s) for s in STAT_SEEDS]
+    out["grid"]["adam lr=0.001"] = np.mean(runs, axis=0).tolist()
+    for eta in (0.1, 1.0, 10.0):
+        out["deep"][f"eta={eta:g}"] = _final(MLP(DEEP, init_std=0.05, seed=0), get_method("sibp", eta=eta),
+                                             data, 2, 0)
+        print("deep", eta, out["deep"][f"eta={eta:g}"], flush=True)
+    if fashion:
+        fm = load_dataset("fashion-mnist")
+        runs = [_final(MLP([784, 500, 10], seed=s), get_method("sibp", eta=1.0, lam=1.0), fm, 2, s)
+                for s in range(5)]
+        out["fashion"] = {"mean": np.mean(runs, axis=0).tolist(), "std": np.std(runs, axis=0).tolist()}
+        print("fashion", out["fashion"], flush=True)
+    return out
+
+
+def compare(before, after):
+    """The gate's verdict on two ``--stat`` files: a report, and whether every check passed."""
+    lines, ok = [], True
+    for key, (b, a) in ((k, (before["grid"][k], after["grid"][k])) for k in before["grid"]):
+        d = max(abs(x - y) for x, y in zip(a, b))
+        ok &= d <= 0.005
+        lines.append(f"grid {key:<16} train/val {b[0]:.4f}/{b[1]:.4f} -> {a[0]:.4f}/{a[1]:.4f}  "
+                     f"|d| {d:.4f} <= 0.005 {'ok' if d <= 0.005 else 'FAIL'}")
+    for key in before["deep"]:
+        b, a = before["deep"][key], after["deep"][key]
+        d = max(abs(x - y) for x, y in zip(a, b))
+        ok &= d <= 0.02
+        lines.append(f"deep {key:<16} train/val {b[0]:.4f}/{b[1]:.4f} -> {a[0]:.4f}/{a[1]:.4f}  "
+                     f"|d| {d:.4f} <= 0.02 {'ok' if d <= 0.02 else 'FAIL'}")
+    if before.get("fashion") and after.get("fashion"):
+        b, a, sd = before["fashion"]["mean"], after["fashion"]["mean"], before["fashion"]["std"]
+        good = all(abs(x - y) <= s for x, y, s in zip(a, b, sd))
+        ok &= good
+        lines.append(f"fashion best cell train/val {b[0]:.4f}/{b[1]:.4f} -> {a[0]:.4f}/{a[1]:.4f}  "
+                     f"within std {sd[0]:.4f}/{sd[1]:.4f}: {'ok' if good else 'FAIL'}")
+    lines.append("gate: " + ("PASS" if ok else "FAIL"))
+    return "\n".join(lines), ok
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--compare"] and len(argv) == 3:
+        from pathlib import Path
+        report, ok = compare(*(json.loads(Path(p).read_text()) for p in argv[1:]))
+        print(report)
+        raise SystemExit(0 if ok else 1)
+    if argv[:1] == ["--stat"]:
+        rest = argv[1:]
+        fashion = "--fashion" in rest
+        rest = [r for r in rest if r != "--fashion"]
+        if len(rest) != 1:
+            raise SystemExit(__doc__)
+        with threadpool_limits(1):
+            write_text(rest[0], json.dumps(stat_rows(fashion), indent=1))
+        return
     quick = argv[:1] == ["--steps"]
     argv = argv[1:] if quick else argv
     if len(argv) != 1:
