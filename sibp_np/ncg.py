@@ -134,7 +134,7 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
     steepest = True
     k = 0
     while k < max_iter:
-        dphi0 = problem.dot(g, D)
+        dphi0 = -gg if steepest else problem.dot(g, D)  # g.(-g) = -||g||^2 exactly
         if not math.isfinite(dphi0):  # an overflowing gradient: the run is diverging, fit reports it
             res.success, res.message = False, "the directional derivative is not finite"
             break

@@ -212,11 +212,14 @@ class Adam(Optimizer):
         xp.multiply(g, g, out=tmp)
         tmp *= dt(1 - b2)
         v += tmp
-        xp.sqrt(v, out=tmp)                       # denom = sqrt(v) / sqrt(1 - b2^t) + eps
-        tmp /= dt(math.sqrt(1 - b2 ** t))
-        tmp += dt(self.eps)
-        xp.divide(m, tmp, out=tmp)                # m / denom
-        tmp *= dt(self.lr / (1 - b1 ** t))
+        # lr m_hat / (sqrt(v_hat) + eps) with the bias corrections c1 = 1 - b1^t, c2 = 1 - b2^t folded
+        # into the scalars: (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2)), one pass fewer than
+        # dividing sqrt(v) by sqrt(c2) (the same update up to rounding)
+        root_c2 = math.sqrt(1 - b2 ** t)
+        xp.sqrt(v, out=tmp)
+        tmp += dt(self.eps * root_c2)
+        xp.divide(m, tmp, out=tmp)
+        tmp *= dt(self.lr * root_c2 / (1 - b1 ** t))
         p -= tmp
 
 

@@ -136,32 +136,57 @@ class _ProxLeastSquares:
 
 
 class _PrimalProblem(EuclideanVectors, _ProxLeastSquares):
-    """Iterate ``x`` stored as itself (the model's array, updated in place); ``x^k`` is a copy."""
+    """Iterate ``x`` stored as itself (the model's array, updated in place).
+
+    The change ``E = x - x^k`` is kept as the sum of the steps taken, and its squared norm ``p0`` from
+    the proximal quadratic of each step (``p0 + 2 alpha p1 + alpha^2 p2``), so neither is recomputed
+    from ``x`` (the same numbers up to rounding).
+    """
 
     def __init__(self, backend, act, Z, T, x, lam, work, device=False):
         super().__init__(backend, act, Z, T, lam, work, device)
-        self.x, self.xk = x, x.copy()
+        self.x = x
+        self.E = self.xp.zeros_like(x)  # x - x^k
+        self.p0 = self.scalar(0.0)
+        self._moved = False
+
+    @property
+    def xk(self):
+        """``x^k``, the iterate the solve started from (for inspection; the solver uses ``E``)."""
+        return self.x - self.E
 
     def objective(self):
-        E = self.x - self.xk
-        return self._data_objective() + 0.5 * self.lam * self._vdot(E, E)
+        return self._data_objective() + 0.5 * self.lam * self.p0
 
     def step_norm(self):
         """``||x - x^k||`` (for the statistics)."""
-        E = self.x - self.xk
-        return math.sqrt(self.backend.to_float(self.xp.vdot(E.ravel(), E.ravel())))
+        return math.sqrt(max(self.backend.to_float(self.xp.vdot(self.E.ravel(), self.E.ravel())), 0.0))
 
     def prepare(self, D):
         self.D = D
         self.P = self._direction_image(D)
-        E = self.x - self.xk
-        self.p0, self.p1, self.p2 = self._vdot(E, E), self._vdot(E, D), self._vdot(D, D)
+        self.p1, self.p2 = self._vdot(self.E, D), self._vdot(D, D)
 
     def move(self, alpha):
         a = self.backend.cast(alpha, self.x.dtype)
-        self.x += a * self.D
+        step = self.xp.multiply(self.D, a, out=self._step_buffer())
+        self.x += step
+        self.E += step
+        self.p0 = self.p0 + 2.0 * alpha * self.p1 + alpha * alpha * self.p2
+        self._moved = True
         # alpha P in the work buffer (a bias direction is one row, broadcast over the samples)
         self.Z += self.xp.multiply(self.P, a, out=self.work[:self.P.shape[0]])
+
+    def _step_buffer(self):
+        if getattr(self, "_step", None) is None:
+            self._step = self.xp.empty_like(self.x)
+        return self._step
+
+    def _add_proximal_gradient(self, g):
+        """``g += lam (x - x^k)``, nothing before the first move (``x = x^k``)."""
+        if self._moved:
+            g += self.backend.cast(self.lam, self.x.dtype) * self.E
+        return g
 
 
 class WeightSubproblem(_PrimalProblem):
@@ -182,8 +207,7 @@ class WeightSubproblem(_PrimalProblem):
         M = self.act.residual(self.backend, self.Z, self.T)
         g = self._mm_t(M, self.F)
         g *= g.dtype.type(2)
-        g += self.backend.cast(self.lam, self.x.dtype) * (self.x - self.xk)
-        return g
+        return self._add_proximal_gradient(g)
 
     def _direction_image(self, D):
         return self._mm(self.F, D.T)  # P = F D^T: the only matrix product per direction
@@ -287,8 +311,7 @@ class BiasSubproblem(_PrimalProblem):
         M = self.act.residual(self.backend, self.Z, self.T)
         g = M.sum(axis=0)
         g *= g.dtype.type(2)
-        g += self.backend.cast(self.lam, self.x.dtype) * (self.x - self.xk)
-        return g
+        return self._add_proximal_gradient(g)
 
     def _direction_image(self, d):
         return d[None, :]
