@@ -136,56 +136,40 @@ class _ProxLeastSquares:
 
 
 class _PrimalProblem(EuclideanVectors, _ProxLeastSquares):
-    """Iterate ``x`` stored as itself (the model's array, updated in place).
-
-    The change ``E = x - x^k`` is kept as the sum of the steps taken, and its squared norm ``p0`` from
-    the proximal quadratic of each step (``p0 + 2 alpha p1 + alpha^2 p2``), so neither is recomputed
-    from ``x`` (the same numbers up to rounding).
-    """
+    """Iterate ``x`` stored as itself (the model's array, updated in place); ``x^k`` is a copy."""
 
     def __init__(self, backend, act, Z, T, x, lam, work, device=False):
         super().__init__(backend, act, Z, T, lam, work, device)
-        self.x = x
-        self.E = self.xp.zeros_like(x)  # x - x^k
-        self.p0 = self.scalar(0.0)
+        self.x, self.xk = x, x.copy()
         self._moved = False
 
-    @property
-    def xk(self):
-        """``x^k``, the iterate the solve started from (for inspection; the solver uses ``E``)."""
-        return self.x - self.E
-
     def objective(self):
-        return self._data_objective() + 0.5 * self.lam * self.p0
+        E = self.x - self.xk
+        return self._data_objective() + 0.5 * self.lam * self._vdot(E, E)
 
     def step_norm(self):
         """``||x - x^k||`` (for the statistics)."""
-        return math.sqrt(max(self.backend.to_float(self.xp.vdot(self.E.ravel(), self.E.ravel())), 0.0))
+        E = self.x - self.xk
+        return math.sqrt(self.backend.to_float(self.xp.vdot(E.ravel(), E.ravel())))
 
     def prepare(self, D):
         self.D = D
         self.P = self._direction_image(D)
-        self.p1, self.p2 = self._vdot(self.E, D), self._vdot(D, D)
+        E = self.x - self.xk
+        self.p0, self.p1, self.p2 = self._vdot(E, E), self._vdot(E, D), self._vdot(D, D)
 
     def move(self, alpha):
         a = self.backend.cast(alpha, self.x.dtype)
-        step = self.xp.multiply(self.D, a, out=self._step_buffer())
-        self.x += step
-        self.E += step
-        self.p0 = self.p0 + 2.0 * alpha * self.p1 + alpha * alpha * self.p2
+        self.x += a * self.D
         self._moved = True
         # alpha P in the work buffer (a bias direction is one row, broadcast over the samples)
         self.Z += self.xp.multiply(self.P, a, out=self.work[:self.P.shape[0]])
 
-    def _step_buffer(self):
-        if getattr(self, "_step", None) is None:
-            self._step = self.xp.empty_like(self.x)
-        return self._step
-
     def _add_proximal_gradient(self, g):
-        """``g += lam (x - x^k)``, nothing before the first move (``x = x^k``)."""
+        """``g += lam (x - x^k)``; before the first move ``x = x^k`` and the term is zero, so it is not
+        computed (the same numbers)."""
         if self._moved:
-            g += self.backend.cast(self.lam, self.x.dtype) * self.E
+            g += self.backend.cast(self.lam, self.x.dtype) * (self.x - self.xk)
         return g
 
 
