@@ -294,7 +294,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     method        pick it for                     measured
     ============  ==============================  =============================================
     ``SIBP()``    large steps, few epochs, wide   Fashion-MNIST 784-500-10: 0.86 validation
-                  layers                          accuracy in 0.70 epochs (5.2 s; Adam 7.9 s)
+                  layers                          accuracy in 0.70 epochs (2.9 s; Adam 3.3 s)
     ``Adam()``    small networks trained for      64-100-10: an SIBP epoch costs 6.4×
                   many epochs                     an Adam epoch
     ``SGD()``     the baseline, the cheapest step chance accuracy at lr >= 10 on mnist-5k
