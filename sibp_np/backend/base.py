@@ -5,6 +5,7 @@ backend and the unfused GPU reference. :class:`~sibp_np.backend.cupy_backend.Cup
 the ops named in :data:`FUSED_OPS` with hand-written kernels.
 """
 import contextlib
+import sys
 
 import numpy
 
@@ -120,9 +121,10 @@ class Backend:
     # A sparse X (scipy.sparse CSR/CSC; cupyx.scipy.sparse on the GPU) only ever meets the first layer,
     # through the four products below: ``X W^T`` (plain ``@``), ``A^T X``, ``X X^T``, and reductions.
     def is_sparse(self, a):
-        """Whether ``a`` is a sparse matrix or array (SciPy's)."""
-        import scipy.sparse
-        return scipy.sparse.issparse(a)
+        """Whether ``a`` is a sparse matrix or array (SciPy's). Asked in the solvers' inner loops, so it
+        imports nothing: a SciPy sparse matrix exists only once ``scipy.sparse`` has been imported."""
+        sparse = sys.modules.get("scipy.sparse")
+        return sparse is not None and sparse.issparse(a)
 
     def as_sparse(self, a, dtype):
         """``a`` (any sparse format) as a CSR array of ``dtype`` on this backend, in canonical form

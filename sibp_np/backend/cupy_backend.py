@@ -8,6 +8,7 @@ class's reference code then runs on CuPy), for bisecting a discrepancy.
 """
 import functools
 import os
+import sys
 
 import numpy
 
@@ -84,9 +85,8 @@ class CupyBackend(Backend):
         self.xp.cuda.get_current_stream().synchronize()
 
     def is_sparse(self, a):
-        import cupyx.scipy.sparse
-        import scipy.sparse
-        return cupyx.scipy.sparse.issparse(a) or scipy.sparse.issparse(a)
+        return any(m is not None and m.issparse(a) for m in (sys.modules.get("cupyx.scipy.sparse"),
+                                                              sys.modules.get("scipy.sparse")))
 
     def as_sparse(self, a, dtype):
         import cupyx.scipy.sparse
