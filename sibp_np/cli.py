@@ -100,7 +100,8 @@ def _per_method(values, show=str):
 def add_method_options(p):
     from .methods import METHODS
     g = p.add_argument_group("method hyperparameters (each applies to the methods named in its default)")
-    for name, opt in method_options().items():
+    options = method_options()
+    for name, opt in options.items():
         flag = "--" + name.replace("_", "-")
         text = f"{_per_method(opt['helps'])} (default: {_per_method(opt['defaults'], _shown)})"
         if len(opt["defaults"]) < len(METHODS):
@@ -111,10 +112,15 @@ def add_method_options(p):
         else:
             g.add_argument(flag, type=opt["kind"], choices=opt["choices"], default=None, help=text,
                            metavar=None if opt["choices"] else name.upper())
-    renamed = {old: new for cls in METHODS.values() for old, new in cls.renamed.items()}
-    for old, new in renamed.items():  # deprecated names: the method's constructor warns
+    for old, new in _renamed().items():  # deprecated names: the method's constructor warns
         p.add_argument("--" + old.replace("_", "-"), dest=old, default=None,
-                       type=method_options()[new]["kind"], help=argparse.SUPPRESS)
+                       type=options[new]["kind"], help=argparse.SUPPRESS)
+
+
+def _renamed():
+    """``{old name: new name}`` of the registered methods' renamed hyperparameters."""
+    from .methods import METHODS
+    return {old: new for cls in METHODS.values() for old, new in cls.renamed.items()}
 
 
 def method_from_args(name, args):
@@ -124,9 +130,8 @@ def method_from_args(name, args):
     from .methods import METHODS, get_method
     key = check_choice("--method", name, tuple(sorted(METHODS)))
     accepted = METHODS[key].hyperparameter_names() + list(METHODS[key].renamed)
-    renamed = [old for cls in METHODS.values() for old in cls.renamed]
     kw = {}
-    for param in [*method_options(), *renamed]:
+    for param in [*method_options(), *_renamed()]:
         v = getattr(args, param, None)
         if v is None:
             continue
