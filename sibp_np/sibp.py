@@ -17,6 +17,7 @@ The subproblems are solved by a few nonlinear-CG iterations warm-started at the 
 ``Z(alpha) = Z + alpha P`` with ``P = F D^T`` computed once, so a line-search trial is one masked-residual
 reduction plus the proximal term in closed form: no matrix product per trial.
 """
+import importlib.util
 import math
 import warnings
 
@@ -336,6 +337,9 @@ def _solve_ncg(prob, method, output, bias):
     if prob.device:
         res = ncg_device(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink,
                          method.device_trials, ftol=ftol)
+    elif method.jit and _jit_module().supports(prob):
+        res = _jit_module().ncg(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink,
+                                method.max_trials, ftol=ftol)
     else:
         res = ncg(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink, method.max_trials,
                   ftol=ftol)
@@ -350,6 +354,12 @@ def _solve_ncg(prob, method, output, bias):
     return {**num, **count, "steps": res.steps,
             "beyond": int(read(res.beyond)) if hasattr(res, "beyond") else 0,
             "step_norm": prob.step_norm(), "message": res.message}
+
+
+def _jit_module():
+    """:mod:`sibp_np.ncg_jit`, imported on first use (it imports Numba, an optional dependency)."""
+    from . import ncg_jit
+    return ncg_jit
 
 
 def _record_stats_argument(kwargs):
@@ -481,6 +491,14 @@ class SIBP(Method):
         ``"matlab"`` replaces the inner solver by the authors' own (``FR3.m``/``FR4.m``), reproduced
         step for step with all its quirks (:mod:`sibp_np.matlab_compat`); ``cg_steps`` is their
         ``maxk``. It needs ``cg_variant="fr"`` and ``linear_solve="ncg"``.
+    jit : bool
+        Run each subproblem's NCG solve as one call compiled by Numba (:mod:`sibp_np.ncg_jit`; ``pip
+        install "sibp_np[fast]"``): the same iterations, without the Python and NumPy dispatch that
+        dominates a small network's step, and with the reductions summed in float64 (the iterates are
+        the same up to rounding, not bitwise). Applies on the NumPy backend with host control, to ReLU
+        and linear layers with dense inputs whose products have at most ``ncg_jit.MAX_PRODUCT``
+        multiply-adds (a compiled solve runs BLAS at one thread); other subproblems run as with
+        ``jit=False``. It pays where Python's overhead dominates: small layers and minibatches.
     c1, shrink, max_trials :
         Armijo constant, backtracking factor and trial bound of the line search.
     control : {"auto", "host", "device"}
@@ -590,6 +608,7 @@ class SIBP(Method):
         help="replay each step from a CUDA graph (control=device)", default_text="where capture works")
     compat = Hyperparameter(check_optional_choice, choices=("matlab",),
         help="matlab: the authors' inner solver (FR3.m/FR4.m), step for step", default_text="off")
+    jit = Hyperparameter(check_bool, help="the inner solves compiled by Numba (pip install sibp_np[fast])")
     c1 = Hyperparameter(check_open_unit, help="Armijo's sufficient-decrease constant")
     shrink = Hyperparameter(check_open_unit, help="the line search's backtracking factor")
     max_trials = Hyperparameter(check_int, minimum=1, help="trial steps before a line search gives up")
@@ -598,7 +617,7 @@ class SIBP(Method):
     def __init__(self, eta=1.0, lam=1.0, cg_steps=5, cg_variant="fr", linear_solve="ncg",
                  weight_form="auto", safeguard=None, trust_radius=4.0, prox_metric=None,
                  neuron_step=None, compat=None, c1=1e-4, shrink=0.5, max_trials=20, control="auto",
-                 device_trials=4, cuda_graph=None, **renamed):
+                 device_trials=4, cuda_graph=None, jit=False, **renamed):
         super().__init__()
         self._graphs = StepGraphs(self)
         self.record_stats = _record_stats_argument(renamed)
@@ -611,7 +630,7 @@ class SIBP(Method):
                      weight_form=weight_form, safeguard=safeguard, trust_radius=trust_radius,
                      prox_metric=prox_metric, neuron_step=neuron_step, compat=compat, c1=c1, shrink=shrink,
                      max_trials=max_trials, control=control, device_trials=device_trials,
-                     cuda_graph=cuda_graph)
+                     cuda_graph=cuda_graph, jit=jit)
         for name, value in {**given, **self._renamed_arguments(renamed)}.items():
             setattr(self, name, value)
 
@@ -664,6 +683,14 @@ class SIBP(Method):
         if self.compat == "matlab" and prox_metric != "weights":
             raise ValueError(f"compat='matlab' runs the authors' solver as it is: it needs "
                              f"prox_metric='weights', got prox_metric={prox_metric!r}")
+        if self.jit and self.compat == "matlab":
+            raise ValueError("compat='matlab' runs the authors' solver as it is: it needs jit=False, "
+                             "got jit=True")
+        missing = [m for m in ("numba", "threadpoolctl") if self.jit and importlib.util.find_spec(m) is None]
+        if missing:
+            raise ImportError(f"jit=True compiles the inner solver with Numba and runs it with "
+                              f"threadpoolctl; {' and '.join(missing)} not installed: pip install "
+                              f"'sibp_np[fast]', or use jit=False")
         if self.compat == "matlab" and self.control == "device":
             raise ValueError("compat='matlab' runs the authors' solver on the host: it needs "
                              "control='auto' or 'host', got control='device'")

@@ -12,6 +12,7 @@ float32 ``n x n @ n x n`` products measured in the same process; a method's "fra
 the flops of its matrix products only.
 """
 import argparse
+import importlib.util
 import json
 import statistics
 import time
@@ -177,6 +178,8 @@ def time_to_accuracy(a):
     data = load_dataset("fashion-mnist")
     runs = (("SIBP eta=1 lam=1", lambda: SIBP(eta=1.0, lam=1.0)), ("Adam lr=1e-3", lambda: Adam(lr=1e-3)),
             ("SGD lr=0.1", lambda: SGD(lr=0.1)))
+    if importlib.util.find_spec("numba"):  # the compiled inner solver, an optional extra
+        runs = runs[:1] + (("SIBP eta=1 lam=1 jit", lambda: SIBP(eta=1.0, lam=1.0, jit=True)),) + runs[1:]
     print(f"time to {a.target} validation accuracy, Fashion-MNIST 784-500-10, batch 100, seed 0, "
           f"records every 55 steps, at most {a.max_seconds:g} s of steps")
     print("| method | seconds | epochs | val acc reached |")
@@ -316,7 +319,8 @@ def parse_args(argv=None):
                    help="minibatch steps after fit's full-set evaluation in --memory (20)")
     a = p.parse_args(argv)
     if a.small:
-        a.layers, a.samples, a.methods, a.repeats = "64,100,10", 17970, "sgd,adam,sibp", 5
+        a.layers, a.samples, a.repeats = "64,100,10", 17970, 5
+        a.methods = "sgd,adam,sibp" + (",sibp-jit" if importlib.util.find_spec("numba") else "")
     return a
 
 
@@ -341,6 +345,7 @@ def main(argv=None):
               "sibp-primal": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5, weight_form="primal"),
               "sibp-previous": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5, prox_metric="weights",
                                             trust_radius=2.0),  # the default before the output metric
+              "sibp-jit": lambda: SIBP(eta=1.0, lam=1.0, cg_steps=5, jit=True),  # needs numba
               "proxbp": lambda: ProxBP(eta=1.0, lam=1.0, cg_steps=5)}
     names = a.methods.split(",")
     fused_pair = be.name == "cupy" and "sibp" in names

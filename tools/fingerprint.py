@@ -13,19 +13,26 @@ count are equal iff every run gave the same numbers, bit for bit (`cmp before.js
 
 The statistical gate, for changes that may move roundings (a fused or reordered sum):
 
-    python tools/fingerprint.py --stat OUT.json [--fashion]    # run once before and once after
+    python tools/fingerprint.py --stat OUT.json [--fashion] [--jit] [--nudge]  # before, and after
     python tools/fingerprint.py --compare BEFORE.json AFTER.json
+    python tools/fingerprint.py --spread OUT.json N [--jit]     # the two chaotic cells over N seeds
+    python tools/fingerprint.py --compare-spread BEFORE.json AFTER.json
 
 ``--stat`` records the mnist-5k step-size grid over 3 seeds (784-500-10, 5 epochs; SIBP over eta, SGD
 over lr, each over 100 ... 0.01, and Adam at lr 1e-3), the deep-network row of SIBP's default
 (784-600x10-10 from N(0, 0.05^2), mnist-5k, 2 epochs, eta 0.1, 1, 10, seed 0), and with ``--fashion``
 SIBP's best Table 1 cell on Fashion-MNIST (eta 1, lam 1, 2 epochs, 5 runs). ``--compare`` passes when
 the mean train and validation accuracies per step size move by at most 0.005, each deep-network cell
-by at most 0.02, and the Fashion cell's mean by at most its standard deviation over the runs.
+by at most 0.02, and the Fashion cell's mean by at most its standard deviation over the runs. ``--jit``
+runs every SIBP cell with ``jit=True`` (the compiled inner solver, which needs Numba). ``--nudge``
+multiplies the training inputs by ``1 + eps`` (one unit in the last place of float32) and changes nothing
+else: how far rounding alone moves each cell, the noise floor of the gate's thresholds.
 """
 import hashlib
 import json
+import math
 import sys
+import types
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -74,29 +81,73 @@ def _final(model, method, data, epochs, seed, batch_size=100):
     return [h.last["train_acc"], h.last["val_acc"]]
 
 
-def stat_rows(fashion=False):
+def _nudged(data):
+    """``data`` with its training inputs multiplied by ``1 + eps`` (float32's)."""
+    X, y = data.train
+    return types.SimpleNamespace(train=(X * np.float32(1 + np.finfo(np.float32).eps), y), val=data.val)
+
+
+def stat_rows(fashion=False, jit=False, nudge=False):
     """The statistics the gate compares (see the module docstring)."""
     out = {"grid": {}, "deep": {}, "fashion": None}
     data = load_dataset("mnist-5k")
+    data = _nudged(data) if nudge else data
+    sibp = {"jit": True} if jit else {}
     for name, param in (("sibp", "eta"), ("sgd", "lr")):
         for v in GRID:
-            runs = [_final(MLP([784, 500, 10], seed=s), get_method(name, **{param: v}), data, 5, s)
+            hp = {param: v, **(sibp if name == "sibp" else {})}
+            runs = [_final(MLP([784, 500, 10], seed=s), get_method(name, **hp), data, 5, s)
                     for s in STAT_SEEDS]
             out["grid"][f"{name} {param}={v:g}"] = np.mean(runs, axis=0).tolist()
             print(name, v, out["grid"][f"{name} {param}={v:g}"], flush=True)
     runs = [_final(MLP([784, 500, 10], seed=s), get_method("adam"), data, 5, s) for s in STAT_SEEDS]
     out["grid"]["adam lr=0.001"] = np.mean(runs, axis=0).tolist()
     for eta in (0.1, 1.0, 10.0):
-        out["deep"][f"eta={eta:g}"] = _final(MLP(DEEP, init_std=0.05, seed=0), get_method("sibp", eta=eta),
-                                             data, 2, 0)
+        out["deep"][f"eta={eta:g}"] = _final(MLP(DEEP, init_std=0.05, seed=0),
+                                             get_method("sibp", eta=eta, **sibp), data, 2, 0)
         print("deep", eta, out["deep"][f"eta={eta:g}"], flush=True)
     if fashion:
-        fm = load_dataset("fashion-mnist")
-        runs = [_final(MLP([784, 500, 10], seed=s), get_method("sibp", eta=1.0, lam=1.0), fm, 2, s)
-                for s in range(5)]
+        fm = _nudged(load_dataset("fashion-mnist")) if nudge else load_dataset("fashion-mnist")
+        runs = [_final(MLP([784, 500, 10], seed=s), get_method("sibp", eta=1.0, lam=1.0, **sibp), fm, 2,
+                       s) for s in range(5)]
         out["fashion"] = {"mean": np.mean(runs, axis=0).tolist(), "std": np.std(runs, axis=0).tolist()}
         print("fashion", out["fashion"], flush=True)
     return out
+
+
+SPREAD_CELLS = (("mnist-5k 784-500-10 sibp eta=100, 5 epochs", [784, 500, 10], None, 100.0, 5),
+                ("deep 784-600x10-10 sibp eta=10, 2 epochs", DEEP, 0.05, 10.0, 2))
+
+
+def spread_rows(seeds, jit=False):
+    """The gate's two most chaotic cells (the grid's eta = 100 and the deep network's eta = 10) over
+    ``seeds``, per seed: whether a change moved them beyond their seed-to-seed spread."""
+    data = load_dataset("mnist-5k")
+    out = {}
+    for label, sizes, std, eta, epochs in SPREAD_CELLS:
+        init = {"init_std": std} if std else {}
+        out[label] = [_final(MLP(sizes, seed=s, **init), get_method("sibp", eta=eta, jit=jit), data,
+                             epochs, s) for s in seeds]
+        print(label, out[label], flush=True)
+    return out
+
+
+def compare_spread(before, after):
+    """Per cell: the mean over seeds before and after, and whether they differ by at most twice the
+    standard error of the difference of two means (a two-sample test at about 95%)."""
+    lines, ok = [], True
+    for label in before:
+        b, a = np.array(before[label]), np.array(after[label])
+        for col, name in enumerate(("train", "val")):
+            se = math.sqrt(b[:, col].var(ddof=1) / len(b) + a[:, col].var(ddof=1) / len(a))
+            d = abs(a[:, col].mean() - b[:, col].mean())
+            good = d <= 2 * se
+            ok &= good
+            lines.append(f"{label} {name}: {b[:, col].mean():.4f} +- {b[:, col].std(ddof=1):.4f} -> "
+                         f"{a[:, col].mean():.4f} +- {a[:, col].std(ddof=1):.4f} ({len(b)} seeds)  "
+                         f"|d| {d:.4f} <= 2 se {2 * se:.4f} {'ok' if good else 'FAIL'}")
+    lines.append("spread gate: " + ("PASS" if ok else "FAIL"))
+    return "\n".join(lines), ok
 
 
 def compare(before, after):
@@ -130,14 +181,25 @@ def main(argv=None):
         report, ok = compare(*(json.loads(Path(p).read_text()) for p in argv[1:]))
         print(report)
         raise SystemExit(0 if ok else 1)
+    if argv[:1] == ["--compare-spread"] and len(argv) == 3:
+        from pathlib import Path
+        report, ok = compare_spread(*(json.loads(Path(p).read_text()) for p in argv[1:]))
+        print(report)
+        raise SystemExit(0 if ok else 1)
+    if argv[:1] == ["--spread"] and len(argv) in (3, 4):
+        with threadpool_limits(1):
+            rows = spread_rows(range(int(argv[2])), jit="--jit" in argv[3:])
+        write_text(argv[1], json.dumps(rows, indent=1))
+        return
     if argv[:1] == ["--stat"]:
         rest = argv[1:]
-        fashion = "--fashion" in rest
-        rest = [r for r in rest if r != "--fashion"]
+        flags = ("--fashion", "--jit", "--nudge")
+        fashion, jit, nudge = (f in rest for f in flags)
+        rest = [r for r in rest if r not in flags]
         if len(rest) != 1:
             raise SystemExit(__doc__)
         with threadpool_limits(1):
-            write_text(rest[0], json.dumps(stat_rows(fashion), indent=1))
+            write_text(rest[0], json.dumps(stat_rows(fashion, jit, nudge), indent=1))
         return
     quick = argv[:1] == ["--steps"]
     argv = argv[1:] if quick else argv

@@ -2,6 +2,7 @@
 
     python tools/step_profile.py                  # 64-100-10, batch 100, 200 steps
     python tools/step_profile.py --layers 784,500,10 --steps 50 --top 25
+    python tools/step_profile.py --jit            # SIBP(jit=True), the compiled solves (Numba)
 
 Runs the steps under cProfile at 1 BLAS thread (after warm-up steps outside it) and reports the NCG
 iterations they took (from ``record_stats`` of a separate, identical run), the function calls per NCG
@@ -26,9 +27,9 @@ def batches(layers, steps, batch, seed=0):
     return [(X[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(steps)]
 
 
-def run(layers, data, method=None):
+def run(layers, data, method=None, jit=False):
     model = MLP(layers, seed=0, init_std=0.05)
-    method = method or SIBP()
+    method = method or SIBP(jit=jit)
     for Xb, yb in data:
         method.step(model, Xb, yb)
     return method
@@ -40,29 +41,30 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--jit", action="store_true", help="SIBP(jit=True): the compiled inner solver (Numba)")
     a = p.parse_args(argv)
     layers = [int(v) for v in a.layers.split(",")]
     data = batches(layers, a.steps, a.batch)
     with threadpool_limits(1):
-        counted = SIBP()
+        counted = SIBP(jit=a.jit)
         counted.record_stats = True
         run(layers, data, counted)
         iterations = sum(int(s["iterations"]) for step in counted.stats for s in step)
-        run(layers, data[:20])  # warm-up
+        run(layers, data[:20], jit=a.jit)  # warm-up
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            run(layers, data)
+            run(layers, data, jit=a.jit)
             times.append(time.perf_counter() - t)
         prof = cProfile.Profile()
         prof.enable()
-        run(layers, data)
+        run(layers, data, jit=a.jit)
         prof.disable()
     st = pstats.Stats(prof)
     calls = sum(v[1] for v in st.stats.values())  # primitive and recursive calls alike
     seconds = min(times)
-    print(f"layers {layers}, batch {a.batch}, {a.steps} steps, {iterations} NCG iterations "
-          f"({iterations / a.steps:.1f} per step), 1 BLAS thread")
+    print(f"SIBP(jit={a.jit}), layers {layers}, batch {a.batch}, {a.steps} steps, {iterations} NCG "
+          f"iterations ({iterations / a.steps:.1f} per step), 1 BLAS thread")
     print(f"wall time (best of 3, no profiler): {seconds * 1e3:.1f} ms, {seconds / a.steps * 1e6:.0f} us "
           f"per step, {seconds / iterations * 1e6:.1f} us per NCG iteration")
     print(f"function calls: {calls}, {calls / iterations:.1f} per NCG iteration; "

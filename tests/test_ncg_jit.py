@@ -1,0 +1,179 @@
+"""The compiled inner solver (``SIBP(jit=True)``, :mod:`sibp_np.ncg_jit`) against the NumPy one.
+
+In float64 the two give the same iterates up to rounding (the reductions are summed in another order),
+the same decisions (iterations, trials, restarts, how the solve ended) and the same counts of matrix
+products. Tested on the subproblem objects, and on whole SIBP steps.
+"""
+import importlib.util
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from _helpers import small_problem
+
+from sibp_np import SIBP
+from sibp_np.backend import get_backend
+from sibp_np.functions import get_activation
+from sibp_np.ncg import ncg
+from sibp_np.sibp import BiasSubproblem, DualWeightSubproblem, WeightSubproblem
+
+ncg_jit = pytest.importorskip("sibp_np.ncg_jit", exc_type=ImportError)
+
+
+def subproblem(kind, act, seed, radius=np.inf, lam=2.0, B=30, n_in=7, n_out=5):
+    """A fresh float64 subproblem of ``kind`` ("primal", "dual", "bias") from ``seed``."""
+    r = np.random.default_rng(seed)
+    F = np.abs(r.normal(size=(B, n_in)))
+    W = r.normal(size=(n_out, n_in)) * 0.5
+    b = r.normal(size=n_out) * 0.1
+    T = np.abs(r.normal(size=(B, n_out)))
+    a, be = get_activation(act), get_backend("numpy")
+    Z, work = F @ W.T + b, np.empty((B, n_out))
+    if kind == "bias":
+        prob = BiasSubproblem(be, a, Z, T, b, lam, work)
+    else:
+        cls = DualWeightSubproblem if kind == "dual" else WeightSubproblem
+        prob = cls(be, a, F, Z, T, W, lam, work)
+    prob.radius = radius
+    return prob
+
+
+@pytest.mark.parametrize("kind", ["primal", "dual", "bias"])
+@pytest.mark.parametrize("act", ["relu", "identity"])
+@pytest.mark.parametrize("variant", ["fr", "pr+"])
+@pytest.mark.parametrize("radius", [np.inf, 0.3])
+def test_the_compiled_solve_takes_the_numpy_solves_iterates(kind, act, variant, radius):
+    """Same decisions; iterates that differ by rounding only. How far rounding alone moves the NumPy
+    solve is measured on the same problem with its targets changed by 4 ulps: CG on the unbounded
+    linear problems amplifies a last-bit change to about 1e-11 of the solution in 6 iterations. The
+    compiled solve must stay within 50 times that (the largest ratio seen over these cases is 11)."""
+    for seed in range(4):
+        a, b, c = (subproblem(kind, act, seed, radius) for _ in range(3))
+        c.T *= 1 + 4 * np.finfo(np.float64).eps
+        ra = ncg(a, max_iter=6, variant=variant, ftol=1e-14)
+        rb = ncg_jit.ncg(b, max_iter=6, variant=variant, ftol=1e-14)
+        ncg(c, max_iter=6, variant=variant, ftol=1e-14)
+        assert (rb.iterations, rb.trials, rb.rejected, rb.restarts, rb.message, rb.success) == (
+            ra.iterations, ra.trials, ra.rejected, ra.restarts, ra.message, ra.success), seed
+        assert ra.iterations > 0
+        for name in ("x", "Z"):
+            ref, got, nudged = getattr(a, name), getattr(b, name), getattr(c, name)
+            scale = np.abs(ref).max()
+            rounding = max(np.abs(nudged - ref).max(), 1e-14 * scale)
+            assert np.abs(got - ref).max() <= 50 * rounding, (name, seed)
+        np.testing.assert_allclose([rb.f0, rb.f], [ra.f0, ra.f], rtol=1e-12)
+        np.testing.assert_allclose(np.array(rb.steps), np.array(ra.steps), rtol=1e-8)
+        assert (b.matmuls, b.flops) == (a.matmuls, a.flops)
+
+
+def test_the_trust_region_ends_the_compiled_solve_on_its_boundary():
+    prob = subproblem("primal", "relu", 0, radius=1e-3)
+    res = ncg_jit.ncg(prob, max_iter=5)
+    assert res.message == "stopped on the trust-region boundary"
+    assert np.linalg.norm(prob.x - prob.xk) == pytest.approx(1e-3, rel=1e-9)
+
+
+def test_a_non_finite_start_is_reported_and_nothing_moves():
+    prob = subproblem("primal", "relu", 0)
+    prob.T[0, 0] = np.inf
+    W = prob.x.copy()
+    res = ncg_jit.ncg(prob, max_iter=5)
+    assert (res.success, res.message) == (False, "objective is not finite at the start")
+    np.testing.assert_array_equal(prob.x, W)
+
+
+@pytest.mark.parametrize("loss,sizes", [("cross_entropy", (6, 8, 7, 4)), ("mse", (6, 8, 3))])
+@pytest.mark.parametrize("weight_form", ["primal", "dual"])
+def test_sibp_steps_with_jit_match_the_numpy_solver_in_float64(loss, sizes, weight_form):
+    for seed in range(3):
+        runs = []
+        for jit in (False, True):
+            model, X, y = small_problem(seed, sizes=sizes, loss=loss)
+            if loss == "mse":
+                y = np.random.default_rng(seed).normal(size=(X.shape[0], sizes[-1]))
+            method = SIBP(eta=1.0, lam=1.0, weight_form=weight_form, jit=jit)
+            method.record_stats = True
+            losses = [method.step(model, X, y) for _ in range(3)]
+            runs.append((model, method, losses))
+        (m0, s0, l0), (m1, s1, l1) = runs
+        for p0, p1 in zip(m0.params(), m1.params()):
+            np.testing.assert_allclose(p1, p0, rtol=1e-9, atol=1e-10 * np.abs(p0).max())
+        np.testing.assert_allclose(l1, l0, rtol=1e-10)
+        decisions = [[(st["iterations"], st["trials"], st["message"]) for st in step] for step in s0.stats]
+        assert [[(st["iterations"], st["trials"], st["message"]) for st in step] for step in s1.stats] \
+            == decisions
+        assert s1.matmuls_last_step == s0.matmuls_last_step
+
+
+def test_subproblems_the_kernel_does_not_cover_run_on_the_numpy_solver(monkeypatch):
+    import scipy.sparse
+    compiled, real = [], ncg_jit.ncg
+    def spy(prob, *args, **kwargs):
+        compiled.append((prob.act.name, prob.param))
+        return real(prob, *args, **kwargs)
+    monkeypatch.setattr(ncg_jit, "ncg", spy)
+    model, X, y = small_problem(1, sizes=(5, 6, 3), activation="tanh")
+    SIBP(jit=True).step(model, X, y)
+    assert compiled == [("identity", "W"), ("identity", "b")]  # the tanh layer ran on ncg.ncg
+    compiled.clear()
+    model, X, y = small_problem(1, sizes=(5, 6, 3))
+    SIBP(jit=True, weight_form="primal").step(model, scipy.sparse.csr_array(X), y)
+    assert compiled == [("identity", "W"), ("identity", "b"), ("relu", "b")]  # not W_1 = f(sparse X)
+
+
+def test_a_float32_fit_with_jit_learns():
+    model, X, y = small_problem(0, n=200, sizes=(6, 16, 3), dtype="float32")
+    method = SIBP(jit=True)
+    first = method.step(model, X, y)
+    for _ in range(20):
+        last = method.step(model, X, y)
+    assert np.isfinite(last) and last < 0.9 * first
+
+
+def test_jit_is_refused_where_it_cannot_apply(monkeypatch):
+    with pytest.raises(ValueError, match="compat='matlab'.*needs jit=False, got jit=True"):
+        SIBP(compat="matlab", jit=True)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba" else real(name, *a))
+    with pytest.raises(ImportError, match=r"jit=True .*Numba.*; numba not installed: pip install "
+                                          r"'sibp_np\[fast\]'"):
+        SIBP(jit=True)
+    with pytest.raises(TypeError, match="jit"):
+        SIBP(jit="yes")
+
+
+def test_import_sibp_np_and_a_jit_free_step_do_not_import_numba():
+    code = ("import sys, numpy as np, sibp_np; m = sibp_np.MLP([3, 4, 2]); "
+            "sibp_np.SIBP().step(m, np.ones((5, 3)), np.array([0, 1, 0, 1, 0])); "
+            "print('numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_compiled_solve_runs_blas_at_one_thread_and_restores_it(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen, real = [], ncg_jit._ncg
+    def spy(*args):
+        seen.append({lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                     if lib["user_api"] == "blas"})
+        return real(*args)
+    monkeypatch.setattr(ncg_jit, "_ncg", spy)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                  if lib["user_api"] == "blas"}
+        ncg_jit.ncg(subproblem("dual", "relu", 0), max_iter=3)
+        after = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                 if lib["user_api"] == "blas"}
+    assert seen and set(seen[0].values()) == {1}
+    assert after == before
+
+
+def test_a_product_above_the_limit_stays_with_the_numpy_solver(monkeypatch):
+    small = subproblem("primal", "relu", 0, B=30, n_in=7, n_out=5)
+    assert ncg_jit.product_size(small) == 30 * 5 * 7 and ncg_jit.supports(small)
+    monkeypatch.setattr(ncg_jit, "MAX_PRODUCT", 30 * 5 * 7 - 1)
+    assert not ncg_jit.supports(small)
+    assert ncg_jit.supports(subproblem("bias", "relu", 0))  # a bias solve has no product
+    assert ncg_jit.product_size(subproblem("dual", "relu", 0, B=30, n_out=5)) == 30 * 30 * 5
