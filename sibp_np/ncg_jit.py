@@ -51,10 +51,11 @@ _jit = numba.njit(cache=True, nogil=True)
 _reduction = numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 
 
-#: the largest matrix product (in multiply-adds) that a compiled solve computes; a W subproblem with a
-#: larger one runs on :func:`sibp_np.ncg.ncg`, whose products BLAS computes faster than a loop can (and
-#: whose Python overhead is then small beside them)
-MAX_PRODUCT = 2 ** 22
+#: the largest matrix product (in multiply-adds) that a compiled solve computes. A compiled solve runs
+#: BLAS at one thread (:class:`_OneBlasThread`); it saves about 100 us of Python per NCG iteration,
+#: which outweighs what a second thread gives a product of up to about 2^23 multiply-adds. A W
+#: subproblem with a larger product runs on :func:`sibp_np.ncg.ncg`, with NumPy's BLAS threads.
+MAX_PRODUCT = 2 ** 23
 
 
 def product_size(prob):

@@ -61,7 +61,8 @@ def test_the_which_method_table_names_commands_that_parse():
     text = README.read_text()
     section = text[text.index("## Which method?"):text.index("## scikit-learn estimators")]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
-    assert [r.split("|")[1].strip() for r in rows] == ["`SIBP()`", "`Adam()`", "`SGD()`", "`ProxBP()`"]
+    assert [r.split("|")[1].strip() for r in rows] == ["`SIBP()`", "`SIBP(jit=True)`", "`Adam()`", "`SGD()`",
+                                                       "`ProxBP()`"]
     spec = importlib.util.spec_from_file_location("bench", README.parent / "tools" / "bench.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
