@@ -498,7 +498,9 @@ class SIBP(Method):
         the same up to rounding, not bitwise). Applies on the NumPy backend with host control, to ReLU
         and linear layers with dense inputs whose products have at most ``ncg_jit.MAX_PRODUCT``
         multiply-adds (a compiled solve runs BLAS at one thread); other subproblems run as with
-        ``jit=False``. It pays where Python's overhead dominates: small layers and minibatches.
+        ``jit=False``. It pays where Python's overhead dominates: small layers and minibatches. The
+        first use compiles the solver (about 10 s; Numba caches it on disk), and each new process
+        loads it on its first step (about half a second).
     c1, shrink, max_trials :
         Armijo constant, backtracking factor and trial bound of the line search.
     control : {"auto", "host", "device"}
