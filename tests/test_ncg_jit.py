@@ -177,3 +177,14 @@ def test_a_product_above_the_limit_stays_with_the_numpy_solver(monkeypatch):
     assert not ncg_jit.supports(small)
     assert ncg_jit.supports(subproblem("bias", "relu", 0))  # a bias solve has no product
     assert ncg_jit.product_size(subproblem("dual", "relu", 0, B=30, n_out=5)) == 30 * 30 * 5
+
+
+def test_jit_is_a_nested_parameter_of_the_estimators():
+    pytest.importorskip("sklearn")
+    from sklearn.base import clone
+
+    from sibp_np.sklearn import MLPClassifier
+    clf = MLPClassifier(method=SIBP(jit=True))
+    assert clf.get_params()["method__jit"] is True
+    assert clone(clf).set_params(method__jit=False).get_params()["method__jit"] is False
+    assert clf.method.jit is True  # clone copied it; the given object is unchanged
