@@ -122,6 +122,7 @@ def test_subproblems_the_kernel_does_not_cover_run_on_the_numpy_solver(monkeypat
     assert compiled == [("identity", "W"), ("identity", "b"), ("relu", "b")]  # not W_1 = f(sparse X)
 
 
+@pytest.mark.outcome
 def test_a_float32_fit_with_jit_learns():
     model, X, y = small_problem(0, n=200, sizes=(6, 16, 3), dtype="float32")
     method = SIBP(jit=True)
