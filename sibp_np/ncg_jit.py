@@ -9,17 +9,20 @@ products go to BLAS (Numba calls SciPy's).
 
 The iterates are the NumPy path's up to rounding: the reductions are summed in another order (in float64,
 where NumPy's dot products sum in the array's dtype), so a float32 run drifts from the NumPy one as two
-BLAS libraries' runs do. In float64 the two agree to about 1e-12 (``tests/test_ncg_jit.py``).
+BLAS libraries' runs do. In float64 the two make the same decisions, and their iterates differ by about
+what a change of a few ulps in the inputs makes (``tests/test_ncg_jit.py``).
 
 Numba is optional (``pip install "sibp_np[fast]"``): ``import sibp_np`` never imports it, this module is
 imported on the first step of ``SIBP(jit=True)``. Covered: the NumPy backend with host control, ReLU and
-identity activations, dense inputs. Any other subproblem runs on :func:`sibp_np.ncg.ncg` as without
-``jit``.
+identity activations, dense inputs, products of at most ``MAX_PRODUCT`` multiply-adds. Any other
+subproblem runs on :func:`sibp_np.ncg.ncg` as without ``jit``.
 
 Vectors: the W and b solves keep their gradients and directions as arrays of the parameter's shape
 (``x`` is the model's array, ``b`` as one row); the dual form keeps the pair ``(C, K C)`` of
 :class:`~sibp_np.sibp.DualWeightSubproblem` as two arrays ``v0, v1`` of Z's shape.
 """
+import contextlib
+import functools
 import math
 
 import numba
@@ -52,7 +55,7 @@ _reduction = numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 
 
 #: the largest matrix product (in multiply-adds) that a compiled solve computes. A compiled solve runs
-#: BLAS at one thread (:class:`_OneBlasThread`); it saves about 100 us of Python per NCG iteration,
+#: BLAS at one thread (:func:`_one_blas_thread`); it saves about 100 us of Python per NCG iteration,
 #: which outweighs what a second thread gives a product of up to about 2^23 multiply-adds. A W
 #: subproblem with a larger product runs on :func:`sibp_np.ncg.ncg`, with NumPy's BLAS threads.
 MAX_PRODUCT = 2 ** 23
@@ -76,42 +79,36 @@ def supports(prob):
             and product_size(prob) <= MAX_PRODUCT)
 
 
-class _OneBlasThread:
+@functools.cache
+def _blas_libraries():
+    """threadpoolctl's controllers of the process's BLAS libraries, SciPy's (Numba's) included."""
+    import scipy.linalg.cython_blas  # noqa: F401 - the library Numba's products call, loaded first
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
     """Every BLAS library at one thread for the duration of a compiled solve, then as it was.
 
     Numba's matrix products call SciPy's BLAS, which on a pip install is a second OpenBLAS beside
     NumPy's. Two thread pools on the same cores slow each other down (a compiled solve ran 3-4x slower
     at the default two threads than at one, on the 2-vCPU machine of ``tools/NOTES.md``), and the
     products here are small (``MAX_PRODUCT``), where one thread is the fastest anyway. Uses
-    threadpoolctl (installed with the ``[fast]`` extra, checked by ``SIBP(jit=True)``).
+    threadpoolctl (installed with the ``[fast]`` extra, checked by ``SIBP(jit=True)``). A library
+    already at one thread is left alone, so a solve never raises another one's limit.
     """
-
-    def __init__(self):
-        from threadpoolctl import ThreadpoolController
-        self.libs = ThreadpoolController().select(user_api="blas").lib_controllers
-        self.saved = []
-
-    def __enter__(self):
-        self.saved = [lib.get_num_threads() for lib in self.libs]
-        for lib, n in zip(self.libs, self.saved):
-            if n != 1:
-                lib.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        for lib, n in zip(self.libs, self.saved):
+    libs = _blas_libraries()
+    saved = [lib.get_num_threads() for lib in libs]
+    for lib, n in zip(libs, saved):
+        if n != 1:
+            lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, saved):
             if n != 1:
                 lib.set_num_threads(n)
-
-
-_guard = []
-
-
-def _one_blas_thread():
-    """The process's :class:`_OneBlasThread` (made on first use, after SciPy's BLAS is loaded)."""
-    if not _guard:
-        import scipy.linalg.cython_blas  # noqa: F401 - the library Numba's products call
-        _guard.append(_OneBlasThread())
-    return _guard[0]
 
 
 # ------------------------------------------------------------------------------ fused passes
