@@ -43,8 +43,7 @@ ENDINGS = (
     ("no Armijo step along steepest descent", False),
     ("stopped on the trust-region boundary", True),
     ("gradient is zero", True),
-    ("the first trial step is not finite", False),
-)
+)  # code 9, a first trial step that is not finite, raises instead (as the line search does)
 # the kernel's counters, in its int64 array
 ITERATIONS, TRIALS, REJECTED, RESTARTS, ENDING, GRADIENTS, DIRECTIONS, SEARCHES = range(8)
 
@@ -411,8 +410,8 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
     matrix products to ``problem.matmuls``/``flops`` and returns the same :class:`NCGResult`."""
     if variant not in VARIANTS:
         raise ValueError(f"variant={variant!r} is not known; choose one of {', '.join(VARIANTS)}")
-    Z, T, dt = problem.Z, problem.T, problem.Z.dtype
-    dummy = np.zeros((1, 1), dtype=dt)
+    Z, T = problem.Z, problem.T
+    dummy = np.zeros((1, 1), dtype=Z.dtype)
     if problem.param == "b":
         kind, F, K = BIAS, dummy, dummy
         x, xk, Ce, KCe = problem.x.reshape(1, -1), problem.xk.reshape(1, -1), dummy, dummy
@@ -432,14 +431,11 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
                      arrays[2], x, xk, Ce, KCe, float(problem.lam), float(problem.radius), int(max_iter),
                      variant == "fr", float(c1), float(shrink), int(max_trials), float(ftol), steps, counts)
     c = counts.tolist()
-    B, n = Z.shape
-    if kind == PRIMAL:  # a gradient (M^T F) and a direction's image (F D^T) are one product each
-        products = c[GRADIENTS] + c[DIRECTIONS]
-        problem.matmuls += products
-        problem.flops += products * 2 * B * n * F.shape[1]
-    elif kind == DUAL:  # K M per gradient
-        problem.matmuls += c[GRADIENTS]
-        problem.flops += c[GRADIENTS] * 2 * B * B * n
+    # primal: a gradient (M^T F) and a direction's image (F D^T) are one product each; dual: K M per
+    # gradient; bias: none
+    products = {PRIMAL: c[GRADIENTS] + c[DIRECTIONS], DUAL: c[GRADIENTS], BIAS: 0}[kind]
+    problem.matmuls += products
+    problem.flops += 2 * products * product_size(problem)
     if c[ENDING] == 9:  # as sibp_np.linesearch.armijo_backtracking
         raise ValueError("alpha0 must be a finite positive step, got inf")
     if hasattr(problem, "finish") and c[ENDING] not in (1, 2):  # ncg.ncg returns early there

@@ -337,9 +337,9 @@ def _solve_ncg(prob, method, output, bias):
     if prob.device:
         res = ncg_device(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink,
                          method.device_trials, ftol=ftol)
-    elif method.jit and _jit_module().supports(prob):
-        res = _jit_module().ncg(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink,
-                                method.max_trials, ftol=ftol)
+    elif method.jit and (jit := _jit_module()).supports(prob):
+        res = jit.ncg(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink, method.max_trials,
+                      ftol=ftol)
     else:
         res = ncg(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink, method.max_trials,
                   ftol=ftol)
