@@ -332,8 +332,7 @@ def _solve_ncg(prob, method, output, bias):
     """The inner solve of subproblem (7) by nonlinear CG (:func:`~sibp_np.ncg.ncg` on the host,
     :func:`~sibp_np.ncg.ncg_device` with ``control="device"``). Returns the solve's statistics when
     ``method.record_stats``, else None. ``output`` and ``bias`` serve the MATLAB solver only."""
-    # stop when the predicted decrease is below the rounding level of a reduction over Z
-    ftol = float(np.finfo(prob.Z.dtype).eps) * math.sqrt(prob.Z.size)
+    ftol = _ftol(prob.Z)
     if prob.device:
         res = ncg_device(prob, method.cg_steps, method.cg_variant, method.c1, method.shrink,
                          method.device_trials, ftol=ftol)
@@ -345,15 +344,27 @@ def _solve_ncg(prob, method, output, bias):
                   ftol=ftol)
     if not method.record_stats:
         return None
-    read = prob.backend.to_float  # instrumentation: reads every number back
-    num = {k: read(v) if prob.backend.is_array(v) else v for k, v in (
-        ("f0", res.f0), ("f", res.f), ("radius", prob.radius), ("lam", prob.lam))}
-    count = {k: int(read(v)) if prob.backend.is_array(v) else v for k, v in (
+    return _solve_stats(prob.backend, res, prob.radius, prob.lam, prob.step_norm())
+
+
+def _ftol(Z):
+    """The inner solves' ``ftol``: they stop when the predicted decrease is below the rounding level of
+    a reduction over ``Z``."""
+    return float(np.finfo(Z.dtype).eps) * math.sqrt(Z.size)
+
+
+def _solve_stats(backend, res, radius, lam, step_norm):
+    """One solve's entry of ``SIBP.stats`` from its :class:`~sibp_np.ncg.NCGResult` (instrumentation:
+    reads every number back)."""
+    read = backend.to_float
+    num = {k: read(v) if backend.is_array(v) else v for k, v in (
+        ("f0", res.f0), ("f", res.f), ("radius", radius), ("lam", lam))}
+    count = {k: int(read(v)) if backend.is_array(v) else v for k, v in (
         ("iterations", res.iterations), ("trials", res.trials), ("rejected", res.rejected),
         ("restarts", res.restarts))}
     return {**num, **count, "steps": res.steps,
             "beyond": int(read(res.beyond)) if hasattr(res, "beyond") else 0,
-            "step_norm": prob.step_norm(), "message": res.message}
+            "step_norm": step_norm, "message": res.message}
 
 
 def _jit_module():
@@ -492,15 +503,15 @@ class SIBP(Method):
         step for step with all its quirks (:mod:`sibp_np.matlab_compat`); ``cg_steps`` is their
         ``maxk``. It needs ``cg_variant="fr"`` and ``linear_solve="ncg"``.
     jit : bool
-        Run each subproblem's NCG solve as one call compiled by Numba (:mod:`sibp_np.ncg_jit`; ``pip
-        install "sibp_np[fast]"``): the same iterations, without the Python and NumPy dispatch that
-        dominates a small network's step, and with the reductions summed in float64 (the iterates are
-        the same up to rounding, not bitwise). Applies on the NumPy backend with host control, to ReLU
-        and linear layers with dense inputs whose products have at most ``ncg_jit.MAX_PRODUCT``
-        multiply-adds (a compiled solve runs BLAS at one thread); other subproblems run as with
-        ``jit=False``. It pays where Python's overhead dominates: small layers and minibatches. The
-        first use compiles the solver (about 10 s; Numba caches it on disk), and each new process
-        loads it on its first step (about half a second).
+        Run each layer's two NCG solves (W, then b) as one call compiled by Numba
+        (:mod:`sibp_np.ncg_jit`; ``pip install "sibp_np[fast]"``): the same iterations, without the
+        Python and NumPy dispatch that dominates a small network's step, and with the reductions summed
+        in float64 (the iterates are the same up to rounding, not bitwise). Applies on the NumPy
+        backend with host control, to ReLU and linear layers with dense inputs whose products in the
+        solves have at most ``ncg_jit.MAX_PRODUCT`` multiply-adds (a compiled solve runs BLAS at one
+        thread); other subproblems run as with ``jit=False``. It pays where Python's overhead
+        dominates: small layers and minibatches. The first use compiles the solver (about 10 s; Numba
+        caches it on disk), and each new process loads it on its first step (about half a second).
     c1, shrink, max_trials :
         Armijo constant, backtracking factor and trial bound of the line search.
     control : {"auto", "host", "device"}
@@ -767,17 +778,30 @@ class SIBP(Method):
             n, n_in = F_i.shape
             s.count(3, 2 * n_in * n * (n_in + 2 * W.shape[0]))
             return
+        if (self.jit and not s.device
+                and (jit := _jit_module()).supports_layer(sigma, F_i, G_next, W, b, s.forms[i])):
+            self._compiled_layer(s, i, jit, F_i, G_next, T, W, b, sigma, lam_W, lam_b)
+            return
         Z = G_next.copy()  # the solves move Z along with the parameters
         work = s.xp.empty_like(Z)
         Wsub = DualWeightSubproblem if s.forms[i] == "dual" else WeightSubproblem
         prob = Wsub(s.backend, sigma, F_i, Z, T, W, lam_W, work, s.device)
         if s.kappa is not None:
-            prob.radius = s.kappa * _at_least_1(s.xp, self._spectral_norm(s.backend, W, i - 1, s.device))
+            prob.radius = self._weight_radius(s, W, i)
         self._inner(s, i, prob, output, b)
         prob = BiasSubproblem(s.backend, sigma, Z, T, b, lam_b, work, s.device)  # Z = F_i W_new^T + b^k
         if s.kappa is not None:
-            prob.radius = s.kappa * _at_least_1(s.xp, _read(s.backend, s.xp.linalg.norm(b), s.device))
+            prob.radius = self._bias_radius(s, b)
         self._inner(s, i, prob, output, b)
+
+    def _weight_radius(self, s, W, i):
+        """The W solve's trust radius ``kappa max(||W_i^k||_2, 1)`` (see the Notes)."""
+        return s.kappa * _at_least_1(s.xp, self._spectral_norm(s.backend, W, i - 1, s.device))
+
+    @staticmethod
+    def _bias_radius(s, b):
+        """The b solve's trust radius ``kappa max(||b_i^k||, 1)`` (see the Notes)."""
+        return s.kappa * _at_least_1(s.xp, _read(s.backend, s.xp.linalg.norm(b), s.device))
 
     def _inner(self, s, i, prob, output, b):
         """Solve one subproblem with the inner solver chosen in validation; count and record it."""
@@ -786,6 +810,23 @@ class SIBP(Method):
         if stats is not None:
             s.stats.append({"layer": i - 1, "param": prob.param, "form": prob.form,
                             "matmuls": prob.matmuls, **stats})
+
+    def _compiled_layer(self, s, i, jit, F_i, G_next, T, W, b, sigma, lam_W, lam_b):
+        """The W and b solves of :meth:`_implicit_update` with one call compiled by Numba (``jit=True``,
+        :func:`sibp_np.ncg_jit.solve_layer`): the numbers of :func:`sibp_np.ncg_jit.ncg` on the
+        subproblem objects, bit for bit, without building them."""
+        radius_W = radius_b = math.inf
+        if s.kappa is not None:
+            radius_W, radius_b = self._weight_radius(s, W, i), self._bias_radius(s, b)
+        solves = jit.solve_layer(sigma, F_i, G_next, T, W, b, lam_W, lam_b, radius_W, radius_b, s.forms[i],
+                                 self.cg_steps, self.cg_variant, self.c1, self.shrink, self.max_trials,
+                                 ftol=_ftol(G_next), stats=self.record_stats)
+        for solve, lam, radius in zip(solves, (lam_W, lam_b), (radius_W, radius_b)):
+            s.count(solve.matmuls, solve.flops)
+            if self.record_stats:
+                s.stats.append({"layer": i - 1, "param": solve.param, "form": solve.form,
+                                "matmuls": solve.matmuls,
+                                **_solve_stats(s.backend, solve.result, radius, lam, solve.step_norm)})
 
     def _error_propagation(self, s, G_next, delta, W, sigma):
         """``delta_i = (sigma'(G_{i+1}) * delta_{i+1}) W_i^{k+1}``, eq. (9): the new weights, the

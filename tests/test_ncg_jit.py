@@ -100,26 +100,73 @@ def test_sibp_steps_with_jit_match_the_numpy_solver_in_float64(loss, sizes, weig
         for p0, p1 in zip(m0.params(), m1.params()):
             np.testing.assert_allclose(p1, p0, rtol=1e-9, atol=1e-10 * np.abs(p0).max())
         np.testing.assert_allclose(l1, l0, rtol=1e-10)
-        decisions = [[(st["iterations"], st["trials"], st["message"]) for st in step] for step in s0.stats]
-        assert [[(st["iterations"], st["trials"], st["message"]) for st in step] for step in s1.stats] \
-            == decisions
-        assert s1.matmuls_last_step == s0.matmuls_last_step
+        decisions = [[(st["layer"], st["param"], st["form"], st["iterations"], st["trials"], st["message"],
+                       st["matmuls"]) for st in step] for step in s0.stats]
+        assert [[(st["layer"], st["param"], st["form"], st["iterations"], st["trials"], st["message"],
+                  st["matmuls"]) for st in step] for step in s1.stats] == decisions
+        numbers = ("f0", "f", "radius", "lam", "step_norm")
+        np.testing.assert_allclose([[st[k] for k in numbers] for step in s1.stats for st in step],
+                                   [[st[k] for k in numbers] for step in s0.stats for st in step], rtol=1e-9)
+        assert (s1.matmuls_last_step, s1.flops_last_step) == (s0.matmuls_last_step, s0.flops_last_step)
+        assert sorted(s1.state) == sorted(s0.state)  # the power iteration's vectors, one per layer
+        for key in s0.state:
+            np.testing.assert_allclose(s1.state[key], s0.state[key], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("options", [dict(weight_form="primal"), dict(weight_form="dual"),
+                                     dict(weight_form="dual", safeguard="none", cg_variant="pr+"),
+                                     dict(loss="mse", weight_form="dual")])
+def test_a_layer_solved_whole_gives_the_compiled_subproblems_numbers_bit_for_bit(monkeypatch, dtype,
+                                                                                 options):
+    """:func:`ncg_jit.solve_layer` (one call per layer) against :func:`ncg_jit.ncg` on the subproblem
+    objects (two calls and the Python around them): the same kernel on the same arrays, so the same
+    numbers, bit for bit, in float32 too. The statistical gate that ``jit=True`` passed holds for both."""
+    options = dict(options)
+    loss = options.pop("loss", "cross_entropy")
+    runs = []
+    for whole in (False, True):
+        if not whole:
+            monkeypatch.setattr(ncg_jit, "supports_layer", lambda *args: False)
+        else:
+            monkeypatch.undo()
+        model, X, y = small_problem(3, n=60, sizes=(6, 9, 7, 4), loss=loss, dtype=dtype)
+        if loss == "mse":
+            y = np.random.default_rng(3).normal(size=(X.shape[0], 4)).astype(dtype)
+        method = SIBP(eta=2.0, lam=1.0, jit=True, **options)
+        method.record_stats = True
+        losses = [method.step(model, X, y) for _ in range(4)]
+        runs.append((model, method, losses))
+    (m0, s0, l0), (m1, s1, l1) = runs
+    assert l1 == l0
+    for p0, p1 in zip(m0.params(), m1.params()):
+        np.testing.assert_array_equal(p1, p0)
+    assert s1.stats == s0.stats
+    assert (s1.matmuls_last_step, s1.flops_last_step) == (s0.matmuls_last_step, s0.flops_last_step)
 
 
 def test_subproblems_the_kernel_does_not_cover_run_on_the_numpy_solver(monkeypatch):
     import scipy.sparse
-    compiled, real = [], ncg_jit.ncg
-    def spy(prob, *args, **kwargs):
+    compiled, real_ncg, real_layer = [], ncg_jit.ncg, ncg_jit.solve_layer
+    def spy_ncg(prob, *args, **kwargs):
         compiled.append((prob.act.name, prob.param))
-        return real(prob, *args, **kwargs)
-    monkeypatch.setattr(ncg_jit, "ncg", spy)
+        return real_ncg(prob, *args, **kwargs)
+    def spy_layer(act, *args, **kwargs):
+        compiled.append((act.name, "W and b"))
+        return real_layer(act, *args, **kwargs)
+    monkeypatch.setattr(ncg_jit, "ncg", spy_ncg)
+    monkeypatch.setattr(ncg_jit, "solve_layer", spy_layer)
     model, X, y = small_problem(1, sizes=(5, 6, 3), activation="tanh")
     SIBP(jit=True).step(model, X, y)
-    assert compiled == [("identity", "W"), ("identity", "b")]  # the tanh layer ran on ncg.ncg
+    assert compiled == [("identity", "W and b")]  # the tanh layer ran on ncg.ncg
     compiled.clear()
     model, X, y = small_problem(1, sizes=(5, 6, 3))
     SIBP(jit=True, weight_form="primal").step(model, scipy.sparse.csr_array(X), y)
-    assert compiled == [("identity", "W"), ("identity", "b"), ("relu", "b")]  # not W_1 = f(sparse X)
+    assert compiled == [("identity", "W and b"), ("relu", "b")]  # W_1 = f(sparse X) on ncg.ncg
+    compiled.clear()
+    model, X, y = small_problem(1, sizes=(5, 6, 3))
+    SIBP(jit=True, linear_solve="exact").step(model, X, y)
+    assert compiled == [("relu", "W and b")]  # the output layer's exact solve is not NCG
 
 
 @pytest.mark.outcome
@@ -171,6 +218,25 @@ def test_a_compiled_solve_runs_blas_at_one_thread_and_restores_it(monkeypatch):
     assert after == before
 
 
+def test_a_compiled_layer_runs_blas_at_one_thread_and_restores_it(monkeypatch):
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    seen, real = [], ncg_jit._layer
+    def spy(*args):
+        seen.append({lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                     if lib["user_api"] == "blas"})
+        return real(*args)
+    monkeypatch.setattr(ncg_jit, "_layer", spy)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                  if lib["user_api"] == "blas"}
+        model, X, y = small_problem(0, sizes=(5, 6, 3))
+        SIBP(jit=True).step(model, X, y)
+        after = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                 if lib["user_api"] == "blas"}
+    assert seen == [{1}, {1}]
+    assert after == before
+
+
 def test_a_product_above_the_limit_stays_with_the_numpy_solver(monkeypatch):
     small = subproblem("primal", "relu", 0, B=30, n_in=7, n_out=5)
     assert ncg_jit.product_size(small) == 30 * 5 * 7 and ncg_jit.supports(small)
@@ -178,6 +244,21 @@ def test_a_product_above_the_limit_stays_with_the_numpy_solver(monkeypatch):
     assert not ncg_jit.supports(small)
     assert ncg_jit.supports(subproblem("bias", "relu", 0))  # a bias solve has no product
     assert ncg_jit.product_size(subproblem("dual", "relu", 0, B=30, n_out=5)) == 30 * 30 * 5
+
+
+@pytest.mark.parametrize("form", ["primal", "dual"])
+def test_a_layer_with_a_product_above_the_limit_is_not_compiled_whole(monkeypatch, form):
+    """The limit counts the products inside the solves: ``F D^T``-sized ones (primal), ``K M`` (dual).
+    The dual form's Gram matrix and final product are NumPy's, at its threads."""
+    B, n_in, n_out = 30, 7, 5
+    r = np.random.default_rng(0)
+    F, G, W = r.normal(size=(B, n_in)), r.normal(size=(B, n_out)), r.normal(size=(n_out, n_in))
+    b, relu = np.zeros(n_out), get_activation("relu")
+    largest = B * B * n_out if form == "dual" else B * n_in * n_out
+    monkeypatch.setattr(ncg_jit, "MAX_PRODUCT", largest)
+    assert ncg_jit.supports_layer(relu, F, G, W, b, form)
+    monkeypatch.setattr(ncg_jit, "MAX_PRODUCT", largest - 1)
+    assert not ncg_jit.supports_layer(relu, F, G, W, b, form)
 
 
 def test_jit_is_a_nested_parameter_of_the_estimators():

@@ -4,13 +4,15 @@
     python tools/step_profile.py --layers 784,500,10 --steps 50 --top 25
     python tools/step_profile.py --jit            # SIBP(jit=True), the compiled solves (Numba)
 
-Runs the steps under cProfile at 1 BLAS thread (after warm-up steps outside it) and reports the NCG
-iterations they took (from ``record_stats`` of a separate, identical run), the function calls per NCG
-iteration (every Python function and NumPy call that cProfile sees), the wall time per iteration
-measured without the profiler, and the functions with the most calls.
+Runs the steps under cProfile at 1 BLAS thread (after warm-up steps outside it; the minibatches checked
+once, as ``fit`` passes them, ``checked=True``) and reports the NCG iterations they took (from
+``record_stats`` of a separate, identical run), the function calls per NCG iteration (every Python
+function and NumPy call that cProfile sees), the wall time per iteration measured without the profiler,
+and the functions with the most calls.
 """
 import argparse
 import cProfile
+import inspect
 import pstats
 import time
 
@@ -28,10 +30,13 @@ def batches(layers, steps, batch, seed=0):
 
 
 def run(layers, data, method=None, jit=False):
+    """The steps as ``fit`` makes them: the minibatches checked once, outside the timed loop."""
     model = MLP(layers, seed=0, init_std=0.05)
     method = method or SIBP(jit=jit)
-    for Xb, yb in data:
-        method.step(model, Xb, yb)
+    checked = [model.check_Xy(Xb, yb) for Xb, yb in data]
+    kw = {"checked": True} if "checked" in inspect.signature(method.step).parameters else {}
+    for Xb, yb in checked:
+        method.step(model, Xb, yb, **kw)
     return method
 
 
