@@ -601,14 +601,16 @@ def solve_layer(act, F, G, T, W, b, lam_W, lam_b, radius_W, radius_b, form, max_
                float(lam_b), float(radius_W), float(radius_b), int(max_iter), variant == "fr", float(c1),
                float(shrink), int(max_trials), float(ftol), steps, counts, out)
     cw, cb = counts.tolist()
-    if cw[ENDING] == 9 or cb[ENDING] == 9:  # as sibp_np.linesearch.armijo_backtracking
+    if cw[ENDING] == 9:  # as sibp_np.linesearch.armijo_backtracking
         raise ValueError("alpha0 must be a finite positive step, got inf")
     B, n_in = F.shape
     n_out = W.shape[0]
+    finished = kind == DUAL and cw[ENDING] not in (1, 2)
+    if finished:  # as DualWeightSubproblem.finish (Backend.t_matmul), before the b solve could raise
+        W += Ce.T @ F
+    if cb[ENDING] == 9:
+        raise ValueError("alpha0 must be a finite positive step, got inf")
     if kind == DUAL:  # the Gram matrix, K M per gradient, and C_e^T F at the end
-        finished = cw[ENDING] not in (1, 2)
-        if finished:  # as DualWeightSubproblem.finish (Backend.t_matmul)
-            W += Ce.T @ F
         matmuls = 1 + cw[GRADIENTS] + finished
         flops = 2 * B * B * (n_in + cw[GRADIENTS] * n_out) + finished * 2 * B * n_in * n_out
     else:  # M^T F per gradient, F D^T per direction
