@@ -511,18 +511,19 @@ def _layer(kind, act, F, K, G, T, W, b, Ce, KCe, lam_W, lam_b, radius_W, radius_
     """
     dummy = np.zeros((1, 1), G.dtype)
     Z = G.copy()
-    if kind == DUAL:
-        out[0], out[1] = _ncg(DUAL, act, F, K, Z, T, dummy, dummy, Ce, KCe, lam_W, radius_W, max_iter, fr,
-                              c1, shrink, max_trials, ftol, steps[0], counts[0])
-    else:
-        Wk = W.copy()
-        out[0], out[1] = _ncg(PRIMAL, act, F, dummy, Z, T, W, Wk, dummy, dummy, lam_W, radius_W, max_iter,
-                              fr, c1, shrink, max_trials, ftol, steps[0], counts[0])
-    if counts[0, ENDING] == 9:
-        return
-    row = b.reshape(1, b.shape[0])
-    out[2], out[3] = _ncg(BIAS, act, dummy, dummy, Z, T, row, row.copy(), dummy, dummy, lam_b, radius_b,
-                          max_iter, fr, c1, shrink, max_trials, ftol, steps[1], counts[1])
+    for which in range(2):  # one call site of _ncg: Numba compiles (and inlines) it once
+        if which == 0 and kind == DUAL:
+            solve, Kx, x, xk, c, kc, lam, radius = DUAL, K, dummy, dummy, Ce, KCe, lam_W, radius_W
+        elif which == 0:
+            solve, Kx, x, xk, c, kc, lam, radius = PRIMAL, dummy, W, W.copy(), dummy, dummy, lam_W, radius_W
+        else:
+            row = b.reshape(1, b.shape[0])
+            solve, Kx, x, xk, c, kc, lam, radius = BIAS, dummy, row, row.copy(), dummy, dummy, lam_b, radius_b
+        out[2 * which], out[2 * which + 1] = _ncg(solve, act, F, Kx, Z, T, x, xk, c, kc, lam, radius,
+                                                  max_iter, fr, c1, shrink, max_trials, ftol, steps[which],
+                                                  counts[which])
+        if counts[0, ENDING] == 9:
+            return
 
 
 class LayerSolve:

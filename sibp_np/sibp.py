@@ -510,7 +510,7 @@ class SIBP(Method):
         backend with host control, to ReLU and linear layers with dense inputs whose products in the
         solves have at most ``ncg_jit.MAX_PRODUCT`` multiply-adds (a compiled solve runs BLAS at one
         thread); other subproblems run as with ``jit=False``. It pays where Python's overhead
-        dominates: small layers and minibatches. The first use compiles the solver (about 10 s; Numba
+        dominates: small layers and minibatches. The first use compiles the solver (about 12 s; Numba
         caches it on disk), and each new process loads it on its first step (about half a second).
     c1, shrink, max_trials :
         Armijo constant, backtracking factor and trial bound of the line search.
