@@ -543,11 +543,11 @@ def supports_layer(act, F, G, W, b, form):
     one dtype; W and b C-contiguous), ReLU or identity, a dense F, and products in the solves of at most
     ``MAX_PRODUCT`` multiply-adds (as :func:`supports`; the dual form's Gram matrix and final product
     are NumPy's, at its threads)."""
-    if act.name not in ("relu", "identity") or not isinstance(F, np.ndarray):
-        return False
-    if not all(isinstance(a, np.ndarray) and a.dtype == W.dtype for a in (F, G, b)):
-        return False
-    if W.dtype not in (np.float32, np.float64) or not (W.flags.c_contiguous and b.flags.c_contiguous):
+    dtype = W.dtype
+    if (act.name not in ("relu", "identity") or not isinstance(F, np.ndarray)
+            or not isinstance(G, np.ndarray) or not isinstance(b, np.ndarray) or dtype.char not in "fd"
+            or F.dtype != dtype or G.dtype != dtype or b.dtype != dtype
+            or not (W.flags.c_contiguous and b.flags.c_contiguous)):
         return False
     B, n_in = F.shape
     return (B * B if form == "dual" else B * n_in) * W.shape[0] <= MAX_PRODUCT
