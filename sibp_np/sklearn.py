@@ -295,8 +295,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ============  ==============================  =============================================
     ``SIBP()``    large steps, few epochs, wide   Fashion-MNIST 784-500-10: 0.86 validation
                   layers                          accuracy in 0.70 epochs (2.9 s; Adam 3.3 s)
-    ``Adam()``    small networks trained for      64-100-10: an SIBP epoch costs 5.7-6.3×
-                  many epochs                     an Adam epoch; 3.0-3.2× with
+    ``Adam()``    small networks trained for      64-100-10: an SIBP epoch costs 5.9-6.3×
+                  many epochs                     an Adam epoch; 2.9-3.1× with
                                                   ``SIBP(jit=True)`` (the ``[fast]`` extra)
     ``SGD()``     the baseline, the cheapest step chance accuracy at lr >= 10 on mnist-5k
     ``ProxBP()``  the paper's comparison          diverged at eta = 100 on Fashion-MNIST
