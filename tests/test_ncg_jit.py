@@ -200,40 +200,28 @@ def test_import_sibp_np_and_a_jit_free_step_do_not_import_numba():
     assert out.stdout.strip() == "False"
 
 
-def test_a_compiled_solve_runs_blas_at_one_thread_and_restores_it(monkeypatch):
+@pytest.mark.parametrize("kernel", ["_ncg", "_layer"])
+def test_compiled_code_runs_blas_at_one_thread_and_restores_it(monkeypatch, kernel):
+    """``_ncg`` (a subproblem, :func:`ncg_jit.ncg`) and ``_layer`` (a layer, an SIBP step)."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    seen, real = [], ncg_jit._ncg
+    def blas_threads():
+        return {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"}
+    seen, real = [], getattr(ncg_jit, kernel)
     def spy(*args):
-        seen.append({lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                     if lib["user_api"] == "blas"})
+        seen.append(set(blas_threads().values()))
         return real(*args)
-    monkeypatch.setattr(ncg_jit, "_ncg", spy)
+    monkeypatch.setattr(ncg_jit, kernel, spy)
+    ncg_jit._blas_libraries()  # SciPy's BLAS loaded, so that "before" lists it whatever ran first
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        before = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                  if lib["user_api"] == "blas"}
-        ncg_jit.ncg(subproblem("dual", "relu", 0), max_iter=3)
-        after = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                 if lib["user_api"] == "blas"}
-    assert seen and set(seen[0].values()) == {1}
-    assert after == before
-
-
-def test_a_compiled_layer_runs_blas_at_one_thread_and_restores_it(monkeypatch):
-    threadpoolctl = pytest.importorskip("threadpoolctl")
-    seen, real = [], ncg_jit._layer
-    def spy(*args):
-        seen.append({lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                     if lib["user_api"] == "blas"})
-        return real(*args)
-    monkeypatch.setattr(ncg_jit, "_layer", spy)
-    with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        before = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                  if lib["user_api"] == "blas"}
-        model, X, y = small_problem(0, sizes=(5, 6, 3))
-        SIBP(jit=True).step(model, X, y)
-        after = {lib["filepath"]: lib["num_threads"] for lib in threadpoolctl.threadpool_info()
-                 if lib["user_api"] == "blas"}
-    assert seen == [{1}, {1}]
+        before = blas_threads()
+        if kernel == "_ncg":
+            ncg_jit.ncg(subproblem("dual", "relu", 0), max_iter=3)
+        else:
+            model, X, y = small_problem(0, sizes=(5, 6, 3))
+            SIBP(jit=True).step(model, X, y)
+        after = blas_threads()
+    assert seen == [{1}] * (1 if kernel == "_ncg" else 2)
     assert after == before
 
 
