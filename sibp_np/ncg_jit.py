@@ -7,12 +7,13 @@ solve, the same iterations on the same three subproblems (:class:`~sibp_np.sibp.
 call. The elementwise passes are fused into loops, the reductions are summed in float64, and the matrix
 products go to BLAS (Numba calls SciPy's).
 
-:func:`solve_layer` goes one level up: a whole layer's update of
-:meth:`~sibp_np.sibp.SIBP._implicit_update` (its proximal weights, the power iteration for its trust
-radius, the W solve and then the b solve) is one compiled call, so that a step of a two-layer network
-makes two calls here and none of the Python that builds the subproblems. ``SIBP(jit=True)`` uses it
-wherever the layer qualifies (:func:`supports_layer`), and :func:`ncg` for a single subproblem that does
-where its layer does not (a sparse input's layer has its b solve compiled).
+:func:`solve_layer` goes one level up: a layer's two solves in
+:meth:`~sibp_np.sibp.SIBP._implicit_update` (W, then b) are one compiled call, so that a step of a
+two-layer network makes two calls here and none of the Python that builds the subproblems. What the
+subproblem objects compute with NumPy (the proximal weights and trust radii, given by the caller; the dual
+form's Gram matrix and final product) stays NumPy's, so its numbers are :func:`ncg`'s, bit for bit.
+``SIBP(jit=True)`` uses it wherever the layer qualifies (:func:`supports_layer`), and :func:`ncg` for a
+single subproblem that does where its layer does not (a sparse input's layer has its b solve compiled).
 
 The iterates are the NumPy path's up to rounding: the reductions are summed in another order (in float64,
 where NumPy's dot products sum in the array's dtype), so a float32 run drifts from the NumPy one as two
@@ -119,7 +120,7 @@ def _one_blas_thread():
 
 # ------------------------------------------------------------------------------ fused passes
 # Each pass is a flat loop over contiguous arrays (``_flat``), and ReLU's mask is a select,
-# ``(z > 0) | identity``, not a branch: both let LLVM vectorise the loop (about 1.7x faster than nested
+# ``(z > 0) | identity``, not a branch: both let LLVM vectorise the loop (about 1.6x faster than nested
 # loops with a branch, on arrays of 100 x 100). A bias direction, one row that moves every row of Z, is the
 # one case with two loops.
 @_jit

@@ -405,6 +405,10 @@ class _Step:
         self.matmuls += matmuls
         self.flops += flops
 
+    def record(self, i, param, form, matmuls, stats):
+        """One solve's entry of ``SIBP.stats`` (``stats``: :func:`_solve_stats`'s), for layer ``i``."""
+        self.stats.append({"layer": i - 1, "param": param, "form": form, "matmuls": matmuls, **stats})
+
 
 class StepGraphs:
     """The CUDA graphs of one SIBP method: one per (model, minibatch shape), captured on the second
@@ -808,8 +812,7 @@ class SIBP(Method):
         stats = self._inner_solver(prob, self, output, b)
         s.count(prob.matmuls, prob.flops)
         if stats is not None:
-            s.stats.append({"layer": i - 1, "param": prob.param, "form": prob.form,
-                            "matmuls": prob.matmuls, **stats})
+            s.record(i, prob.param, prob.form, prob.matmuls, stats)
 
     def _compiled_layer(self, s, i, jit, F_i, G_next, T, W, b, sigma, lam_W, lam_b):
         """The W and b solves of :meth:`_implicit_update` with one call compiled by Numba (``jit=True``,
@@ -824,9 +827,8 @@ class SIBP(Method):
         for solve, lam, radius in zip(solves, (lam_W, lam_b), (radius_W, radius_b)):
             s.count(solve.matmuls, solve.flops)
             if self.record_stats:
-                s.stats.append({"layer": i - 1, "param": solve.param, "form": solve.form,
-                                "matmuls": solve.matmuls,
-                                **_solve_stats(s.backend, solve.result, radius, lam, solve.step_norm)})
+                s.record(i, solve.param, solve.form, solve.matmuls,
+                         _solve_stats(s.backend, solve.result, radius, lam, solve.step_norm))
 
     def _error_propagation(self, s, G_next, delta, W, sigma):
         """``delta_i = (sigma'(G_{i+1}) * delta_{i+1}) W_i^{k+1}``, eq. (9): the new weights, the
