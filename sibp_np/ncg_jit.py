@@ -68,12 +68,18 @@ _reduction = numba.njit(cache=True, nogil=True, fastmath={"reassoc"})
 MAX_PRODUCT = 2 ** 23
 
 
+def _weight_product_size(form, n_samples, n_in, n_out):
+    """Multiply-adds of one product in an NCG iteration of a W subproblem: ``K M`` (dual,
+    n_samples^2 n_out) or ``M^T F`` and ``F D^T`` (primal, n_samples n_in n_out)."""
+    return n_samples * n_out * (n_samples if form == "dual" else n_in)
+
+
 def product_size(prob):
     """Multiply-adds of the largest matrix product in one NCG iteration of ``prob`` (0 for a bias)."""
-    B, n = prob.Z.shape
     if prob.param == "b":
         return 0
-    return B * B * n if prob.form == "dual" else B * n * prob.F.shape[1]
+    B, n_out = prob.Z.shape
+    return _weight_product_size(prob.form, B, prob.F.shape[1], n_out)
 
 
 def supports(prob):
@@ -449,6 +455,13 @@ def _ncg(kind, act, F, K, Z, T, x, xk, Ce, KCe, lam, radius, max_iter, fr, c1, s
     return f0, f
 
 
+def _check_first_step(c):
+    """Raise where a solve ended with code 9 (a first trial step that is not finite), as
+    :func:`sibp_np.linesearch.armijo_backtracking` does; ``c``: the kernel's counts (a list)."""
+    if c[ENDING] == 9:
+        raise ValueError("alpha0 must be a finite positive step, got inf")
+
+
 def _result(x, f0, f, c, steps):
     """The :class:`NCGResult` of a solve from the kernel's counts ``c`` (a list) and ``steps``."""
     message, success = ENDINGS[c[ENDING]]
@@ -490,8 +503,7 @@ def ncg(problem, max_iter=5, variant="fr", c1=1e-4, shrink=0.5, max_trials=20, f
     products = {PRIMAL: c[GRADIENTS] + c[DIRECTIONS], DUAL: c[GRADIENTS], BIAS: 0}[kind]
     problem.matmuls += products
     problem.flops += 2 * products * product_size(problem)
-    if c[ENDING] == 9:  # as sibp_np.linesearch.armijo_backtracking
-        raise ValueError("alpha0 must be a finite positive step, got inf")
+    _check_first_step(c)
     if hasattr(problem, "finish") and c[ENDING] not in (1, 2):  # ncg.ncg returns early there
         problem.finish()
     return _result(problem.x, f0, f, c, steps)
@@ -550,8 +562,7 @@ def supports_layer(act, F, G, W, b, form):
             or F.dtype != dtype or G.dtype != dtype or b.dtype != dtype
             or not (W.flags.c_contiguous and b.flags.c_contiguous)):
         return False
-    B, n_in = F.shape
-    return (B * B if form == "dual" else B * n_in) * W.shape[0] <= MAX_PRODUCT
+    return _weight_product_size(form, F.shape[0], F.shape[1], W.shape[0]) <= MAX_PRODUCT
 
 
 def solve_layer(act, F, G, T, W, b, lam_W, lam_b, radius_W, radius_b, form, max_iter=5, variant="fr",
@@ -603,21 +614,20 @@ def solve_layer(act, F, G, T, W, b, lam_W, lam_b, radius_W, radius_b, form, max_
                float(lam_b), float(radius_W), float(radius_b), int(max_iter), variant == "fr", float(c1),
                float(shrink), int(max_trials), float(ftol), steps, counts, out)
     cw, cb = counts.tolist()
-    if cw[ENDING] == 9:  # as sibp_np.linesearch.armijo_backtracking
-        raise ValueError("alpha0 must be a finite positive step, got inf")
+    _check_first_step(cw)
     B, n_in = F.shape
     n_out = W.shape[0]
     finished = kind == DUAL and cw[ENDING] not in (1, 2)
     if finished:  # as DualWeightSubproblem.finish (Backend.t_matmul), before the b solve could raise
         W += Ce.T @ F
-    if cb[ENDING] == 9:
-        raise ValueError("alpha0 must be a finite positive step, got inf")
+    _check_first_step(cb)
+    per_iteration = 2 * _weight_product_size(form, B, n_in, n_out)  # flops of one product in the loop
     if kind == DUAL:  # the Gram matrix, K M per gradient, and C_e^T F at the end
         matmuls = 1 + cw[GRADIENTS] + finished
-        flops = 2 * B * B * (n_in + cw[GRADIENTS] * n_out) + finished * 2 * B * n_in * n_out
+        flops = 2 * B * B * n_in + cw[GRADIENTS] * per_iteration + finished * 2 * B * n_in * n_out
     else:  # M^T F per gradient, F D^T per direction
         matmuls = cw[GRADIENTS] + cw[DIRECTIONS]
-        flops = 2 * matmuls * B * n_in * n_out
+        flops = matmuls * per_iteration
     solves = [LayerSolve("W", form, matmuls, flops), LayerSolve("b", "", 0, 0)]
     if stats:
         E, e = W - Wk, b - bk
