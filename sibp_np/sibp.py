@@ -321,10 +321,11 @@ def _at_least_1(xp, a):
     return xp.maximum(a, 1.0) if isinstance(a, xp.ndarray) else max(a, 1.0)
 
 
-def _paper_index(model):
-    """``(W, b, sigma)``, each a tuple indexed as in the paper: ``W[i]``, ``b[i]`` and ``sigma[i]`` map
-    ``F_i`` to ``F_{i+1}`` (index 0 is None). The arrays are the model's own (updated in place)."""
-    W, b, sigma = zip(*model.layers())
+def _paper_index(layers):
+    """``(W, b, sigma)`` from a model's ``layers()``, each a tuple indexed as in the paper: ``W[i]``,
+    ``b[i]`` and ``sigma[i]`` map ``F_i`` to ``F_{i+1}`` (index 0 is None). The arrays are the model's
+    own (updated in place)."""
+    W, b, sigma = zip(*layers)
     return (None, *W), (None, *b), (None, *sigma)
 
 
@@ -395,7 +396,9 @@ class _Step:
         self.N = N = model.n_layers + 1
         self.kappa = method.trust_radius / (N - 1) if method._safeguard_in_use() == "trust-region" else None
         self.n_samples = B = X.shape[0]
-        self.forms = (None, *(method._weight_form_in_use(B, W) for W, _, _ in model.layers()))
+        self.layers = layers = list(model.layers())
+        self.forms = (None, *[method._weight_form_in_use(B, W) for W, _, _ in layers])
+        self.prox_metric = method._prox_metric_in_use()
         self.cap = None  # the capped neuron step's bound, set with the output's target
         self.targets, self.deltas, self.etas = [None] * (N + 1), [None] * (N + 1), [None] * (N + 1)
         self.stats = []
@@ -734,7 +737,7 @@ class SIBP(Method):
         """
         s = self._begin(model, X)
         G, F = model.forward_cache(X)                                       # eq. (1)
-        G, F, (W, b, sigma) = (None, *G), (None, *F), _paper_index(model)
+        G, F, (W, b, sigma) = (None, *G), (None, *F), _paper_index(s.layers)
         N = model.n_layers + 1
         loss, delta = model.loss.value_and_sample_grad(F[N], y, read=False)  # delta_N, eq. (6)
         T = self._explicit_update(s, N, F[N], delta)                        # F_N^{k+1/2}, eq. (6)
@@ -747,7 +750,7 @@ class SIBP(Method):
         return loss
     def _begin(self, model, X):
         s = _Step(self, model, X)
-        s.count(model.n_layers, sum(2 * s.n_samples * W.size for W, _, _ in model.layers()))  # eq. (1)
+        s.count(len(s.layers), sum(2 * s.n_samples * W.size for W, _, _ in s.layers))  # eq. (1)
         return s
 
     def _end(self, s):
@@ -776,7 +779,7 @@ class SIBP(Method):
         ``G_next`` is ``G_{i+1}``, the warm start's pre-activation (kept: eq. 9 needs its mask).
         """
         output = i == s.N - 1
-        lam_W, lam_b = self._prox_weights(s.backend, F_i, s.device)
+        lam_W, lam_b = self._prox_weights(s.backend, F_i, s.device, s.prox_metric)
         if output and self.linear_solve == "exact":
             self._exact_output(s.backend, i, F_i, T, W, b, lam_W, lam_b)
             n, n_in = F_i.shape
@@ -805,7 +808,7 @@ class SIBP(Method):
     @staticmethod
     def _bias_radius(s, b):
         """The b solve's trust radius ``kappa max(||b_i^k||, 1)`` (see the Notes)."""
-        return s.kappa * _at_least_1(s.xp, _read(s.backend, s.xp.linalg.norm(b), s.device))
+        return s.kappa * _at_least_1(s.xp, _read(s.backend, s.backend.vector_norm(b), s.device))
 
     def _inner(self, s, i, prob, output, b):
         """Solve one subproblem with the inner solver chosen in validation; count and record it."""
@@ -879,11 +882,12 @@ class SIBP(Method):
             return eta
         return eta.dtype.type(cap / d2)
 
-    def _prox_weights(self, backend, F, device=False):
+    def _prox_weights(self, backend, F, device=False, prox_metric=None):
         """``(lam_W, lam_b)``, the proximal weights of (7) for the layer with input ``F``: ``lam`` for
         both with ``prox_metric="weights"``; ``lam max(||F||_F^2 / n_in, 1)`` and ``lam n_samples``
-        with ``"output"`` (see the Notes of :class:`SIBP`)."""
-        if self._prox_metric_in_use() == "weights":
+        with ``"output"`` (see the Notes of :class:`SIBP`). ``prox_metric``: the one in use (resolved
+        once per step), or None to resolve it here."""
+        if (prox_metric or self._prox_metric_in_use()) == "weights":
             return self.lam, self.lam
         n, n_in = F.shape
         scale = _read(backend, backend.sqnorm(F), device) / n_in
@@ -892,7 +896,8 @@ class SIBP(Method):
     def _spectral_norm(self, backend, W, i, device=False):
         """``||W||_2`` by power iteration on ``W^T W`` (an estimate from below), warm-started from the
         previous step's vector, which is kept in ``state`` so that a resumed run continues exactly.
-        0 when an iterate vanishes or overflows (the previous vector is then kept)."""
+        0 when an iterate vanishes or overflows (the previous vector is then kept). On the device
+        (``device=True``) the same numbers, as a 0-d array, without a read."""
         xp = backend.xp
         key = f"power_vector{i}"
         v = self.state.get(key)
@@ -900,21 +905,31 @@ class SIBP(Method):
         if v is None or v.shape != (W.shape[1],):
             v = xp.full(W.shape[1], 1.0 / math.sqrt(W.shape[1]), dtype=W.dtype)
             n_iter = POWER_ITERATIONS_COLD
+        if device:
+            return self._spectral_norm_device(backend, W, key, v, n_iter)
+        for _ in range(n_iter):
+            v = W.T @ (W @ v)
+            nv = backend.to_float(backend.vector_norm(v))
+            if not (nv > 0 and math.isfinite(nv)):
+                return 0.0
+            v /= v.dtype.type(nv)
+        self.state[key] = v
+        return backend.to_float(backend.vector_norm(W @ v))
+
+    def _spectral_norm_device(self, backend, W, key, v, n_iter):
+        """:meth:`_spectral_norm`'s iterations with no read: a failed iteration is masked, not returned
+        from, and the vector is updated in place (a replayed graph writes where it was captured)."""
+        xp = backend.xp
         v0, ok = v, True
         for _ in range(n_iter):
             v = W.T @ (W @ v)
-            nv = _read(backend, xp.linalg.norm(v), device)
-            good = (nv > 0) & xp.isfinite(nv) if device else nv > 0 and math.isfinite(nv)
-            if not device and not good:
-                return 0.0
+            nv = backend.scalar(backend.vector_norm(v))
+            good = (nv > 0) & xp.isfinite(nv)
             ok = ok & good
-            v /= backend.cast(xp.where(good, nv, 1.0) if device else nv, v.dtype)
-        if not device:
-            self.state[key] = v
-            return backend.to_float(xp.linalg.norm(W @ v))
-        v0[...] = xp.where(ok, v, v0)  # in place (a replayed graph writes where it was captured); as
-        self.state[key] = v0           # the host path, a failed iteration keeps the previous vector
-        return xp.where(ok, backend.scalar(xp.linalg.norm(W @ v)), 0.0)
+            v /= backend.cast(xp.where(good, nv, 1.0), v.dtype)
+        v0[...] = xp.where(ok, v, v0)  # as the host path, a failed iteration keeps the previous vector
+        self.state[key] = v0
+        return xp.where(ok, backend.scalar(backend.vector_norm(W @ v)), 0.0)
 
     def _exact_output(self, backend, layer, F, T, W, b, lam_W, lam_b):
         """Exact ridge solves of (7) for the linear output layer, W then b (``backend.solve_spd``).

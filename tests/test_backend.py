@@ -108,6 +108,20 @@ def test_reference_ops_against_plain_formulas(rng):
     assert be.masked_residual_sqnorm(z, d[None, :], t, 0.5, work=np.empty_like(z)) == pytest.approx(ref)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vector_norm_is_numpys_norm_bit_for_bit(dtype, rng):
+    """``vector_norm`` (the trust radii's norms) gives ``numpy.linalg.norm``'s bits and dtype, also for
+    vectors whose squares over- or underflow in the dtype."""
+    be = get_backend("numpy")
+    for n in (1, 3, 64, 500, 4097):
+        for scale in (1e-30, 1e-3, 1.0, 1e25):
+            a = (rng.normal(size=n) * scale).astype(dtype)
+            with np.errstate(over="ignore", under="ignore"):
+                got, ref = be.vector_norm(a), np.linalg.norm(a)
+            assert got.dtype == ref.dtype == dtype
+            assert got.tobytes() == ref.tobytes()
+
+
 @pytest.mark.parametrize("rows", [5, 1])
 def test_shifted_rounds_as_scale_then_add(rows, rng):
     """``shifted`` (a line-search trial's ``Z + alpha P``) gives the bits of ``fl(fl(alpha P) + Z)``

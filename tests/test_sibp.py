@@ -329,3 +329,31 @@ def test_cross_entropy_error_curvature_matches_finite_differences(seed):
     assert h == pytest.approx((delta * Hd).sum() / (delta ** 2).sum(), rel=1e-6)
     assert 0 < h <= 0.5
     assert get_loss("mse").error_curvature(F, delta) == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_spectral_norm_on_host_and_device_and_when_it_fails(dtype, seed):
+    """The trust radius's ``||W||_2`` (power iteration, warm-started from the kept vector): the host and
+    the device path give the same number and keep the same vector; cold, it estimates from below and
+    close; a vanishing or overflowing iterate gives 0 and leaves the kept vector as it was."""
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(30, 12)).astype(dtype)
+    host, device = SIBP(), SIBP()
+    exact = np.linalg.norm(W.astype(np.float64), 2)
+    for step in range(3):  # cold (20 iterations), then warm (one each)
+        W *= dtype(1.1)
+        exact *= 1.1
+        h = host._spectral_norm(BE, W, 0)
+        d = device._spectral_norm(BE, W, 0, device=True)
+        assert isinstance(h, float) and float(d) == h
+        np.testing.assert_array_equal(host.state["power_vector0"], device.state["power_vector0"])
+        assert 0.95 * exact <= h <= exact * (1 + 1e-5)
+    kept = host.state["power_vector0"].copy()
+    huge = np.full_like(W, np.finfo(dtype).max / 4)
+    with np.errstate(all="ignore"):
+        for bad in (np.zeros_like(W), huge):
+            assert host._spectral_norm(BE, bad, 0) == 0.0
+            assert float(device._spectral_norm(BE, bad, 0, device=True)) == 0.0
+            np.testing.assert_array_equal(host.state["power_vector0"], kept)
+            np.testing.assert_array_equal(device.state["power_vector0"], kept)

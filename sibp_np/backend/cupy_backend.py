@@ -88,6 +88,9 @@ class CupyBackend(Backend):
         return any(m is not None and m.issparse(a) for m in (sys.modules.get("cupyx.scipy.sparse"),
                                                               sys.modules.get("scipy.sparse")))
 
+    def vector_norm(self, a):
+        return self.xp.linalg.norm(a)  # CuPy's own
+
     def as_sparse(self, a, dtype):
         import cupyx.scipy.sparse
         out = cupyx.scipy.sparse.csr_matrix(a, dtype=dtype, copy=True)  # never sorts the caller's arrays
