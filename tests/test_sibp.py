@@ -341,7 +341,7 @@ def test_spectral_norm_on_host_and_device_and_when_it_fails(dtype, seed):
     W = rng.normal(size=(30, 12)).astype(dtype)
     host, device = SIBP(), SIBP()
     exact = np.linalg.norm(W.astype(np.float64), 2)
-    for step in range(3):  # cold (20 iterations), then warm (one each)
+    for _ in range(3):  # cold (20 iterations), then warm (one each)
         W *= dtype(1.1)
         exact *= 1.1
         h = host._spectral_norm(BE, W, 0)
