@@ -779,7 +779,7 @@ class SIBP(Method):
         ``G_next`` is ``G_{i+1}``, the warm start's pre-activation (kept: eq. 9 needs its mask).
         """
         output = i == s.N - 1
-        lam_W, lam_b = self._prox_weights(s.backend, F_i, s.device, s.prox_metric)
+        lam_W, lam_b = self._prox_weights(s.backend, F_i, s.prox_metric, s.device)
         if output and self.linear_solve == "exact":
             self._exact_output(s.backend, i, F_i, T, W, b, lam_W, lam_b)
             n, n_in = F_i.shape
@@ -882,12 +882,12 @@ class SIBP(Method):
             return eta
         return eta.dtype.type(cap / d2)
 
-    def _prox_weights(self, backend, F, device=False, prox_metric=None):
+    def _prox_weights(self, backend, F, prox_metric, device=False):
         """``(lam_W, lam_b)``, the proximal weights of (7) for the layer with input ``F``: ``lam`` for
-        both with ``prox_metric="weights"``; ``lam max(||F||_F^2 / n_in, 1)`` and ``lam n_samples``
-        with ``"output"`` (see the Notes of :class:`SIBP`). ``prox_metric``: the one in use (resolved
-        once per step), or None to resolve it here."""
-        if (prox_metric or self._prox_metric_in_use()) == "weights":
+        both with ``prox_metric="weights"`` (the metric in use, :meth:`_prox_metric_in_use`);
+        ``lam max(||F||_F^2 / n_in, 1)`` and ``lam n_samples`` with ``"output"`` (see the Notes of
+        :class:`SIBP`)."""
+        if prox_metric == "weights":
             return self.lam, self.lam
         n, n_in = F.shape
         scale = _read(backend, backend.sqnorm(F), device) / n_in
