@@ -17,6 +17,7 @@ The statistical gate, for changes that may move roundings (a fused or reordered 
     python tools/fingerprint.py --compare BEFORE.json AFTER.json
     python tools/fingerprint.py --spread OUT.json N [--jit]     # the two chaotic cells over N seeds
     python tools/fingerprint.py --compare-spread BEFORE.json AFTER.json
+    python tools/fingerprint.py --noise K [--jit]      # the two chaotic cells under K pure-rounding changes
 
 ``--stat`` records the mnist-5k step-size grid over 3 seeds (784-500-10, 5 epochs; SIBP over eta, SGD
 over lr, each over 100 ... 0.01, and Adam at lr 1e-3), the deep-network row of SIBP's default
@@ -26,7 +27,9 @@ the mean train and validation accuracies per step size move by at most 0.005, ea
 by at most 0.02, and the Fashion cell's mean by at most its standard deviation over the runs. ``--jit``
 runs every SIBP cell with ``jit=True`` (the compiled inner solver, which needs Numba). ``--nudge``
 multiplies the training inputs by ``1 + eps`` (one unit in the last place of float32) and changes nothing
-else: how far rounding alone moves each cell, the noise floor of the gate's thresholds.
+else: how far rounding alone moves each cell, the noise floor of the gate's thresholds. ``--noise K``
+repeats that for the two most chaotic cells with ``1 + k eps``, k = 1 ... K, and counts how many of
+these pure-rounding changes the fixed limits reject.
 """
 import hashlib
 import json
@@ -71,6 +74,7 @@ def step_rows(steps=12, batch=100):
 
 
 STAT_SEEDS = (0, 1, 2)
+GRID_LIMIT, DEEP_LIMIT = 0.005, 0.02  # the fixed gate's largest moves of a grid cell and a deep cell
 DEEP = [784] + [600] * 10 + [10]
 
 
@@ -81,10 +85,22 @@ def _final(model, method, data, epochs, seed, batch_size=100):
     return [h.last["train_acc"], h.last["val_acc"]]
 
 
-def _nudged(data):
-    """``data`` with its training inputs multiplied by ``1 + eps`` (float32's)."""
+def _nudged(data, k=1):
+    """``data`` with its training inputs multiplied by ``1 + k eps`` (float32's)."""
     X, y = data.train
-    return types.SimpleNamespace(train=(X * np.float32(1 + np.finfo(np.float32).eps), y), val=data.val)
+    return types.SimpleNamespace(train=(X * np.float32(1 + k * np.finfo(np.float32).eps), y), val=data.val)
+
+
+def _grid_cell(data, name, hp):
+    """A grid cell of ``--stat``: mean (train, val) accuracy over ``STAT_SEEDS`` on 784-500-10, 5 epochs."""
+    return np.mean([_final(MLP([784, 500, 10], seed=s), get_method(name, **hp), data, 5, s)
+                    for s in STAT_SEEDS], axis=0).tolist()
+
+
+def _deep_cell(data, eta, sibp):
+    """A deep-network cell of ``--stat``: SIBP at ``eta`` on 784-600x10-10 from N(0, 0.05^2), 2 epochs,
+    seed 0."""
+    return _final(MLP(DEEP, init_std=0.05, seed=0), get_method("sibp", eta=eta, **sibp), data, 2, 0)
 
 
 def stat_rows(fashion=False, jit=False, nudge=False):
@@ -96,15 +112,11 @@ def stat_rows(fashion=False, jit=False, nudge=False):
     for name, param in (("sibp", "eta"), ("sgd", "lr")):
         for v in GRID:
             hp = {param: v, **(sibp if name == "sibp" else {})}
-            runs = [_final(MLP([784, 500, 10], seed=s), get_method(name, **hp), data, 5, s)
-                    for s in STAT_SEEDS]
-            out["grid"][f"{name} {param}={v:g}"] = np.mean(runs, axis=0).tolist()
+            out["grid"][f"{name} {param}={v:g}"] = _grid_cell(data, name, hp)
             print(name, v, out["grid"][f"{name} {param}={v:g}"], flush=True)
-    runs = [_final(MLP([784, 500, 10], seed=s), get_method("adam"), data, 5, s) for s in STAT_SEEDS]
-    out["grid"]["adam lr=0.001"] = np.mean(runs, axis=0).tolist()
+    out["grid"]["adam lr=0.001"] = _grid_cell(data, "adam", {})
     for eta in (0.1, 1.0, 10.0):
-        out["deep"][f"eta={eta:g}"] = _final(MLP(DEEP, init_std=0.05, seed=0),
-                                             get_method("sibp", eta=eta, **sibp), data, 2, 0)
+        out["deep"][f"eta={eta:g}"] = _deep_cell(data, eta, sibp)
         print("deep", eta, out["deep"][f"eta={eta:g}"], flush=True)
     if fashion:
         fm = _nudged(load_dataset("fashion-mnist")) if nudge else load_dataset("fashion-mnist")
@@ -132,6 +144,33 @@ def spread_rows(seeds, jit=False):
     return out
 
 
+def noise_report(K, jit=False):
+    """How far rounding alone moves the gate's two most chaotic cells (the grid's SIBP eta = 100 and the
+    deep network's eta = 10, computed as ``--stat`` does): the training inputs multiplied by
+    ``1 + k eps`` for k = 1 ... K, each run against k = 0, and how many of these pure-rounding changes
+    the fixed limits reject."""
+    data, sibp = load_dataset("mnist-5k"), ({"jit": True} if jit else {})
+    cells = {"grid eta=100": (GRID_LIMIT, lambda d: _grid_cell(d, "sibp", {"eta": 100.0, **sibp})),
+             "deep eta=10": (DEEP_LIMIT, lambda d: _deep_cell(d, 10.0, sibp))}
+    rows = {c: [] for c in cells}
+    for k in range(K + 1):
+        d = _nudged(data, k) if k else data
+        for c, (_, run) in cells.items():
+            rows[c].append(run(d))
+        print(f"k={k}", {c: np.round(v[-1], 4).tolist() for c, v in rows.items()}, flush=True)
+    lines = [f"SIBP(jit={jit}): the moves |d| = max over train/val against k = 0"]
+    over = np.zeros(K, dtype=bool)
+    for c, (limit, _) in cells.items():
+        r = np.array(rows[c])
+        d = np.abs(r[1:] - r[0]).max(axis=1)
+        over |= d > limit
+        lines.append(f"{c}: |d| {np.round(np.sort(d), 4).tolist()}; median {np.median(d):.4f}, "
+                     f"max {d.max():.4f}; {(d > limit).sum()} of {K} over the limit {limit}")
+    lines.append(f"the fixed gate fails {over.sum()} of these {K} pure-rounding changes on these two "
+                 f"cells alone")
+    return "\n".join(lines)
+
+
 def compare_spread(before, after):
     """Per cell: the mean over seeds before and after, and whether they differ by at most twice the
     standard error of the difference of two means (a two-sample test at about 95%)."""
@@ -155,15 +194,15 @@ def compare(before, after):
     lines, ok = [], True
     for key, (b, a) in ((k, (before["grid"][k], after["grid"][k])) for k in before["grid"]):
         d = max(abs(x - y) for x, y in zip(a, b))
-        ok &= d <= 0.005
+        ok &= d <= GRID_LIMIT
         lines.append(f"grid {key:<16} train/val {b[0]:.4f}/{b[1]:.4f} -> {a[0]:.4f}/{a[1]:.4f}  "
-                     f"|d| {d:.4f} <= 0.005 {'ok' if d <= 0.005 else 'FAIL'}")
+                     f"|d| {d:.4f} <= {GRID_LIMIT} {'ok' if d <= GRID_LIMIT else 'FAIL'}")
     for key in before["deep"]:
         b, a = before["deep"][key], after["deep"][key]
         d = max(abs(x - y) for x, y in zip(a, b))
-        ok &= d <= 0.02
+        ok &= d <= DEEP_LIMIT
         lines.append(f"deep {key:<16} train/val {b[0]:.4f}/{b[1]:.4f} -> {a[0]:.4f}/{a[1]:.4f}  "
-                     f"|d| {d:.4f} <= 0.02 {'ok' if d <= 0.02 else 'FAIL'}")
+                     f"|d| {d:.4f} <= {DEEP_LIMIT} {'ok' if d <= DEEP_LIMIT else 'FAIL'}")
     if before.get("fashion") and after.get("fashion"):
         b, a, sd = before["fashion"]["mean"], after["fashion"]["mean"], before["fashion"]["std"]
         good = all(abs(x - y) <= s for x, y, s in zip(a, b, sd))
@@ -190,6 +229,10 @@ def main(argv=None):
         with threadpool_limits(1):
             rows = spread_rows(range(int(argv[2])), jit="--jit" in argv[3:])
         write_text(argv[1], json.dumps(rows, indent=1))
+        return
+    if argv[:1] == ["--noise"] and len(argv) in (2, 3):
+        with threadpool_limits(1):
+            print(noise_report(int(argv[1]), jit="--jit" in argv[2:]))
         return
     if argv[:1] == ["--stat"]:
         rest = argv[1:]
